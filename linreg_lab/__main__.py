@@ -1,0 +1,3 @@
+from linreg_lab.run import main
+
+main()

@@ -1,0 +1,88 @@
+"""The Hydra entry point: `python -m linreg_lab.run [-m] key=value ...`.
+
+This is the only place that sees a DictConfig: it checks the composed config once,
+turns it into typed dataclasses and hands plain values to `job.run_job`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from linreg_lab.config import ConfigError, check_config, register_configs
+
+
+def conf_dir() -> Path:
+    """The config tree: shipped inside the package (wheel), or conf/ beside it (checkout)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"linreg_lab: no conf/config.yaml beside {here}")
+
+
+def flatten(node: dict, prefix: str = "") -> dict[str, object]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay whole."""
+    out: dict[str, object] = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def job_label() -> str:
+    """'[k/N] ' inside a sweep, '' for a single run."""
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return ""
+    total = os.environ.get("LINREG_LAB_SWEEP_SIZE", "?")
+    return f"[{hc.job.num + 1}/{total}] "
+
+
+def task(cfg: DictConfig) -> float:
+    """One Hydra job; returns the final training loss (what a Hydra sweeper would minimize)."""
+    from linreg_lab import job, tracking  # torch and mlflow load only after the config composed
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        run_cfg = check_config(cfg)
+        job.pick_device(run_cfg.device)
+    except ConfigError as err:
+        if multirun:
+            raise  # the sweep records this job as failed and goes on
+        sys.exit(f"linreg_lab: error: {err}")
+    ctx = job.JobContext(
+        tracking_uri=tracking.resolve_tracking_uri(run_cfg.mlflow.tracking_uri, hc.runtime.cwd),
+        params=flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)),
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        overrides=list(hc.overrides.task),
+        parent_run_id=os.environ.get(tracking.PARENT_ENV) if multirun else None,
+        label=job_label(),
+    )
+    finals = job.run_job(run_cfg, ctx)
+    return finals.get("w_error/l2", float("nan"))
+
+
+def main() -> None:
+    """Register the schemas, then let Hydra parse the command line and run the job(s)."""
+    register_configs()
+    hydra_main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)
+    try:
+        hydra_main()
+    finally:
+        from linreg_lab.sweep import close_abandoned_sweep
+
+        close_abandoned_sweep()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Every MLflow call of the harness: the store, runs, params, metrics, tags and artifacts.
+
+Only `MlflowClient` with explicit run ids is used, never the fluent active-run state,
+so nothing leaks from one job to the next in a reused worker process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+METRICS_PER_CALL = 1000  # MLflow's log_batch limits
+PARAMS_PER_CALL = 100
+MAX_PARAM_LENGTH = 6000
+PARENT_ENV = "LINREG_LAB_PARENT_RUN_ID"  # the sweep's parent run, handed to every job
+
+
+def resolve_tracking_uri(configured: str | None, cwd: str) -> str:
+    """MLFLOW_TRACKING_URI if set, else the config's URI, else sqlite:///mlflow.db in `cwd`."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if not uri:
+        return f"sqlite:///{Path(cwd, 'mlflow.db').resolve()}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(cwd, uri[len('sqlite:///'):]).resolve()}"  # pin relative paths to cwd
+    return uri
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on this store."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def connect(uri: str) -> MlflowClient:
+    """A client on the store at `uri`."""
+    return MlflowClient(tracking_uri=uri)
+
+
+def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
+    """Client on `uri` and the id of experiment `name`, created if missing."""
+    client = connect(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return client, exp.experiment_id
+    try:
+        return client, client.create_experiment(name)
+    except Exception:  # another process created it first
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return client, exp.experiment_id
+
+
+def start_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str],
+              parent_id: str | None = None) -> str:
+    """Create a RUNNING run (nested under `parent_id` when given) and return its id."""
+    tags = dict(tags)
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+
+def end_run(client: MlflowClient, run_id: str, status: str, error: str | None = None) -> None:
+    """Close a run as FINISHED, FAILED or KILLED, with the error message as a tag."""
+    if error:
+        client.set_tag(run_id, "error", error[:MAX_PARAM_LENGTH])
+    client.set_terminated(run_id, status)
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    """Set several tags in one call."""
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, object], artifact_dir: Path) -> None:
+    """Log params in batches; a value too long for MLflow is stored as its hash, in full as an artifact."""
+    values, too_long = {}, {}
+    for key, value in params.items():
+        text = str(value)
+        if len(text) > MAX_PARAM_LENGTH:
+            too_long[key] = text
+            text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        values[key] = text
+    if too_long:
+        (artifact_dir / "long_params.json").write_text(json.dumps(too_long, indent=1))
+    items = [Param(k, v) for k, v in values.items()]
+    for i in range(0, len(items), PARAMS_PER_CALL):
+        client.log_batch(run_id, params=items[i:i + PARAMS_PER_CALL])
+
+
+def log_metrics(client: MlflowClient, run_id: str, histories: dict[str, tuple[np.ndarray, np.ndarray]],
+                finals: dict[str, float], final_step: int) -> None:
+    """Log histories (key -> (steps, values)) and final values in log_batch calls of <= 1000 metrics."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, float(v), now, int(s))
+               for key, (steps, values) in histories.items() for s, v in zip(steps, values)]
+    metrics += [Metric(key, float(v), now, final_step) for key, v in finals.items() if np.isfinite(v)]
+    for i in range(0, len(metrics), METRICS_PER_CALL):
+        client.log_batch(run_id, metrics=metrics[i:i + METRICS_PER_CALL])
+
+
+def log_artifacts(client: MlflowClient, run_id: str, local_dir: Path) -> None:
+    """Upload every file of `local_dir` as a run artifact."""
+    client.log_artifacts(run_id, str(local_dir))
+
+
+def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list[dict]:
+    """Every run nested under `parent_id` (all pages), as flat dicts of info, params, metrics and tags."""
+    rows, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'",
+                                  max_results=1000, page_token=token)
+        for run in page:
+            row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status}
+            row.update({f"params.{k}": v for k, v in run.data.params.items()})
+            row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+            row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+            rows.append(row)
+        token = page.token
+        if not token:
+            return rows
