@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -153,7 +153,7 @@ class Config:
     optimizer: Any = None
     experiment: str | None = None  # name of the preset, set by experiment/*.yaml
     lr: float = 0.03
-    batch_size: Union[int, str] = 10  # an int, or "full"
+    batch_size: int | str = 10  # an int, or "full"
     noise: float = 0.01
     device: str = "auto"
     dtype: str = "float32"

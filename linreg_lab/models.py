@@ -7,8 +7,8 @@ optimizer step and returns the batch loss as a 0-dim tensor (still on the device
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

@@ -8,7 +8,7 @@ the square root) and a test checks them against torch.optim to 1e-6.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

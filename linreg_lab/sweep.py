@@ -17,7 +17,7 @@ SIZE_ENV = "LINREG_LAB_SWEEP_SIZE"
 SUMMARY_COLUMNS = {
     "run_name": "run",
     "status": "status",
-    "metrics.train/loss": "train loss",
+    "metrics.train/full_loss": "loss (train set)",
     "metrics.w_error/l2": "|w err|",
     "metrics.b_error": "b err",
     "metrics.time/total_s": "time s",
@@ -77,8 +77,8 @@ def print_summary(rows: list[dict]) -> None:
     if not rows:
         print("no job of this sweep reached the store", flush=True)
         return
+    rows = sorted(rows, key=lambda r: r["start_time"])
     table = pd.DataFrame(rows).reindex(columns=list(SUMMARY_COLUMNS)).rename(columns=SUMMARY_COLUMNS)
-    table = table.sort_values("run").reset_index(drop=True)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), flush=True)
 
 

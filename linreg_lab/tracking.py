@@ -119,7 +119,8 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list
         page = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'",
                                   max_results=1000, page_token=token)
         for run in page:
-            row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status}
+            row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
+                   "start_time": run.info.start_time}
             row.update({f"params.{k}": v for k, v in run.data.params.items()})
             row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
             row.update({f"tags.{k}": v for k, v in run.data.tags.items()})

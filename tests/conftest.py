@@ -1,0 +1,67 @@
+"""Shared fixtures: composed configs with tiny budgets, a temp SQLite store, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+
+from linreg_lab.config import RunConfig, check_config, register_configs
+from linreg_lab.run import conf_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _schemas() -> None:
+    register_configs()
+
+
+def compose_config(*overrides: str) -> RunConfig:
+    """Compose conf/config.yaml with `overrides` and check it, as the entry point does."""
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return check_config(compose("config", list(overrides)))
+
+
+def compose_raw(*overrides: str):
+    """The composed DictConfig, unchecked."""
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return compose("config", list(overrides))
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite tracking store in a temp dir, set as MLFLOW_TRACKING_URI."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    return uri
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `python -m linreg_lab.run ARGS` in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("LINREG_LAB_PARENT_RUN_ID", None)
+    return subprocess.run([sys.executable, "-m", "linreg_lab.run", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def all_runs(uri: str, experiment: str = "linreg_lab") -> list:
+    """Every run of `experiment` in the store at `uri` (all pages)."""
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs, token = [], None
+    while True:
+        page = client.search_runs([exp.experiment_id], max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs

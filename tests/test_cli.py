@@ -1,0 +1,124 @@
+"""The real command line in subprocesses: the mission sweep, joblib, errors, an installed wheel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import ROOT, all_runs, run_cli
+
+MISSION = ["-m", "optimizer=sgd,adam", "lr=0.1,0.01"]
+FINAL_METRICS = {"w_error/l2", "w_error/0", "w_error/1", "b_error", "ols/w_gap_l2", "ols/b_gap",
+                 "time/train_s", "time/total_s"}
+
+
+def split(uri: str) -> tuple[list, list]:
+    runs = all_runs(uri)
+    return ([r for r in runs if r.data.tags.get("run_kind") == "sweep"],
+            [r for r in runs if r.data.tags.get("run_kind") == "job"])
+
+
+def test_mission_command(tmp_path: Path) -> None:
+    out = run_cli(MISSION, tmp_path, {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'store.db'}"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    (parent,), jobs = split(uri)
+    assert parent.info.status == "FINISHED" and len(jobs) == 4
+    assert {r.info.run_name for r in jobs} == {f"{o}-lr{lr}-bs10-noise0.01-s0" for o in ("sgd", "adam")
+                                                for lr in ("0.1", "0.01")}
+    client = MlflowClient(uri)
+    for run in jobs:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        p = run.data.params
+        assert p["optimizer.name"] in {"sgd", "adam"} and p["lr"] in {"0.1", "0.01"}
+        assert {"batch_size", "noise", "device", "seed", "model.name", "data.true_w"} <= set(p)
+        assert FINAL_METRICS <= set(run.data.metrics)
+        assert {"device", "torch_version", "overrides", "git_commit"} <= set(run.data.tags)
+        assert run.data.tags["device"] == "cpu" and "optimizer=" in run.data.tags["overrides"]
+        train = client.get_metric_history(run.info.run_id, "train/loss")
+        assert sorted(m.step for m in train) == list(range(1, 1001))  # every step of the 1000
+        assert len(client.get_metric_history(run.info.run_id, "test/loss")) >= 100
+        arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.yaml", "data.npz", "curve.csv"} <= arts
+        data = np.load(client.download_artifacts(run.info.run_id, "data.npz", str(tmp_path)))
+        assert data["X"].shape == (1000, 2) and data["w_init"].shape == (2,)
+        refit = np.linalg.lstsq(np.c_[data["X"], np.ones(1000)], data["y"], rcond=None)[0]
+        gap = np.linalg.norm(np.array([run.data.metrics["w_error/0"], run.data.metrics["w_error/1"]])
+                             + np.array([2.0, -3.4]) - refit[:2])
+        assert abs(gap - run.data.metrics["ols/w_gap_l2"]) < 1e-5  # the gap is to a fit of this very data
+    assert "mlflow ui --backend-store-uri" in out.stdout and "[4/4]" in out.stdout
+    assert not (tmp_path / "mlflow.db").exists()  # MLFLOW_TRACKING_URI was honoured
+
+
+def test_default_store_is_mlflow_db_in_the_working_directory(tmp_path: Path) -> None:
+    out = run_cli(["steps=5"], tmp_path, {"MLFLOW_TRACKING_URI": ""})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "mlflow.db").is_file()
+    assert len(all_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")) == 1
+    assert not list((tmp_path / "outputs").rglob("*.db"))  # Hydra's output dir holds no store
+
+
+def test_joblib_launcher_two_workers_nests_under_the_parent(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_cli([*MISSION, "steps=50", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], tmp_path,
+                  {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 0, out.stderr[-3000:]
+    (parent,), jobs = split(uri)
+    assert len(jobs) == 4 and all(r.info.status == "FINISHED" for r in jobs)
+    assert {r.data.tags["mlflow.parentRunId"] for r in jobs} == {parent.info.run_id}
+    assert parent.info.status == "FINISHED"
+
+
+def test_bad_value_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_cli(["lr=-0.5"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode != 0
+    assert out.stderr.strip() == "linreg_lab: error: lr must be a finite number > 0, got -0.5"
+    assert all_runs(uri) == []
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_fails_before_any_work(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_cli(["device=cuda"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode != 0
+    assert "device=cuda is not available on this machine; allowed here: auto, cpu" in out.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_diverging_run_is_recorded_not_crashed(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_cli(["lr=50", "steps=2000"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run,) = all_runs(uri)
+    assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "diverged"
+    assert run.data.metrics["diverged"] == 1 and run.data.metrics["diverged_step"] < 2000
+    values = [m.value for m in MlflowClient(uri).get_metric_history(run.info.run_id, "train/loss")]
+    assert values and np.isfinite(values).all() and max(values) < 1e300
+
+
+def test_installed_wheel_finds_its_configs(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(wheels), str(ROOT)], check=True, capture_output=True)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", *wheels.glob("*.whl")], check=True,
+                   capture_output=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    where = subprocess.run([py, "-c", "import linreg_lab.run as r; print(r.conf_dir())"], cwd=work,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert where.startswith(str(venv)) and where.endswith("linreg_lab/conf")
+    out = subprocess.run([py, "-m", "linreg_lab.run", "experiment=grid_search"], cwd=work,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run,) = all_runs(f"sqlite:///{work / 'mlflow.db'}")
+    assert run.data.metrics["predict/4"] == 8.0
