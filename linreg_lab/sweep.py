@@ -65,9 +65,12 @@ def finish_sweep(ok_only: bool) -> None:
     failed = [r["run_name"] for r in rows if r["status"] != "FINISHED"]
     print_summary(rows)
     print(f"open the MLflow UI: {tracking.ui_command(uri)}", flush=True)
+    expected = os.environ.pop(SIZE_ENV, "?")
     status = "FINISHED" if ok_only and not failed else "FAILED"
-    error = f"jobs not finished: {', '.join(failed)}" if failed else None
-    tracking.end_run(client, run_id, status, error)
+    error = f"jobs not finished: {', '.join(failed)}. " if failed else ""
+    if not ok_only:
+        error += f"The sweep stopped early: {len(rows)} of {expected} jobs reached the store."
+    tracking.end_run(client, run_id, status, error or None)
 
 
 def print_summary(rows: list[dict]) -> None:

@@ -122,3 +122,13 @@ def test_installed_wheel_finds_its_configs(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     (run,) = all_runs(f"sqlite:///{work / 'mlflow.db'}")
     assert run.data.metrics["predict/4"] == 8.0
+
+
+def test_failed_job_ends_the_sweep_failed_and_nothing_running(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_cli(["-m", "lr=0.1,-1", "steps=20"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode != 0
+    assert "lr must be a finite number > 0, got -1.0" in out.stderr
+    (parent,), jobs = split(uri)
+    assert [r.info.status for r in jobs] == ["FINISHED"]  # the good job ran and finished
+    assert parent.info.status == "FAILED" and "1 of 2 jobs" in parent.data.tags["error"]
