@@ -74,7 +74,7 @@ def train(model, data: Dataset, idx: torch.Tensor | None, steps: int, eval_every
     test = torch.empty(len(evals), device=device, dtype=data.X.dtype)
     full = torch.empty(len(evals), device=device, dtype=data.X.dtype)
     k, diverged = 0, None
-    start = time.perf_counter()
+    start = drawn = time.perf_counter()
     for t in range(steps + 1):
         if t == evals[k]:  # evaluation after t steps
             test[k] = model.loss(data.X_test, data.y_test)
@@ -90,8 +90,9 @@ def train(model, data: Dataset, idx: torch.Tensor | None, steps: int, eval_every
             elapsed = time.perf_counter() - start
             if diverged is not None:
                 break
-            if elapsed > PROGRESS_AFTER_S:
+            if elapsed > PROGRESS_AFTER_S and (start + elapsed - drawn > 0.5 or t + 1 == steps):
                 show_progress(t + 1, steps, elapsed)
+                drawn = start + elapsed
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
