@@ -8,9 +8,13 @@ dataclasses and rejects values that are well-typed but meaningless (lr <= 0, ...
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -164,6 +168,7 @@ class Config:
     steps: int | None = 1000
     epochs: int | None = None
     eval_every: int | None = None  # None -> about 100 evaluations per run
+    resume: bool = False  # skip jobs whose config already has a FINISHED run
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
 
@@ -215,6 +220,7 @@ class RunConfig:
     steps: int
     epochs: int | None
     eval_every: int
+    resume: bool
     mlflow: MlflowConfig
 
     @property
@@ -244,7 +250,7 @@ def check_config(cfg: DictConfig) -> RunConfig:
         batch_size=batch_size, noise=float(c.noise), device=c.device, dtype=c.dtype,
         seed=c.seed, data_seed=_derived(c.data_seed, c.seed, 0),
         init_seed=_derived(c.init_seed, c.seed, 1), order_seed=_derived(c.order_seed, c.seed, 2),
-        steps=steps, epochs=c.epochs, eval_every=eval_every, mlflow=c.mlflow,
+        steps=steps, epochs=c.epochs, eval_every=eval_every, resume=c.resume, mlflow=c.mlflow,
     )
 
 
@@ -307,3 +313,28 @@ def _check_budget(steps: int | None, epochs: int | None, batch_size: int | None,
         raise ConfigError("epochs needs a fixed training set; streaming data counts steps")
     per_epoch = 1 if batch_size is None else math.ceil(data.n_train / batch_size)
     return epochs * per_epoch
+
+
+def resolve_tracking_uri(configured: str | None, cwd: str) -> str:
+    """MLFLOW_TRACKING_URI if set, else the config's URI, else sqlite:///mlflow.db in `cwd`."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if not uri:
+        return f"sqlite:///{Path(cwd, 'mlflow.db').resolve()}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(cwd, uri[len('sqlite:///'):]).resolve()}"  # pin relative paths to cwd
+    return uri
+
+
+HASH_EXCLUDED = ("resume", "mlflow.tracking_uri")  # where a run is stored is not what it computes
+
+
+def config_hash(params: dict[str, object]) -> str:
+    """sha256 (first 16 hex) of the flattened resolved config, seed included, output paths excluded."""
+    kept = {k: v for k, v in sorted(params.items()) if k not in HASH_EXCLUDED}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def sweep_hash(overrides: list[str]) -> str:
+    """Identity of a sweep command: its overrides, less resume and Hydra's own settings."""
+    kept = sorted(o for o in overrides if not o.startswith(("resume=", "hydra.", "hydra/", "+hydra", "~hydra")))
+    return hashlib.sha256("\n".join(kept).encode()).hexdigest()[:16]

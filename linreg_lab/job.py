@@ -29,6 +29,7 @@ class JobContext:
     params: dict[str, object]  # the resolved config, flattened with dotted keys
     config_yaml: str
     overrides: list[str]
+    config_hash: str = ""
     parent_run_id: str | None = None
     label: str = ""  # "[3/4]" inside a sweep
 
@@ -47,6 +48,7 @@ class Fit:
     grid: tuple[np.ndarray, np.ndarray] | None = None
     diverged_step: int | None = None
     steps_done: int = 0
+    interrupted: KeyboardInterrupt | None = None
 
 
 def pick_device(name: str) -> torch.device:
@@ -102,7 +104,7 @@ def fit_gradient(cfg: RunConfig, data: Dataset, device: torch.device) -> Fit:
     if res.diverged_step is not None:
         finals["diverged_step"] = float(res.diverged_step)
     return Fit(res.w, res.b, histories, finals, curve=res.train_loss, w_init=w0.numpy(), b_init=b0.numpy(),
-               diverged_step=res.diverged_step, steps_done=len(res.train_loss))
+               diverged_step=res.diverged_step, steps_done=len(res.train_loss), interrupted=res.interrupted)
 
 
 def fit_solver(cfg: RunConfig, data: Dataset) -> Fit:
@@ -161,7 +163,7 @@ def write_artifacts(cfg: RunConfig, ctx: JobContext, data: Dataset, fit: Fit, ou
 def job_tags(cfg: RunConfig, ctx: JobContext, device: torch.device) -> dict[str, str]:
     """Tags set when the run is created."""
     tags = {"run_kind": "job", "device": str(device), "torch_version": torch.__version__,
-            "overrides": " ".join(ctx.overrides), "model": cfg.model.name}
+            "overrides": " ".join(ctx.overrides), "model": cfg.model.name, "config_hash": ctx.config_hash}
     if cfg.experiment:
         tags["preset"] = cfg.experiment
     commit = git_commit()
@@ -175,29 +177,44 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
     start = time.perf_counter()
     device = pick_device(cfg.device)
     client, exp_id = tracking.open_experiment(ctx.tracking_uri, cfg.mlflow.experiment)
+    if cfg.resume:
+        done = tracking.finished_run_with(client, exp_id, "config_hash", ctx.config_hash)
+        if done:
+            print(f"{ctx.label}{run_name(cfg)}: already FINISHED as run {done}, skipped (resume=true)", flush=True)
+            return {}
     run_id = tracking.start_run(client, exp_id, run_name(cfg), job_tags(cfg, ctx, device), ctx.parent_run_id)
     try:
-        with tempfile.TemporaryDirectory(prefix="linreg_lab-") as tmp:
-            out = Path(tmp)
-            tracking.log_params(client, run_id, ctx.params, out)
-            data = load_data(cfg)
-            fit = fit_solver(cfg, data) if cfg.is_solver else fit_gradient(cfg, data, device)
-            finals = {**fit.finals, **score(cfg, data, fit)}
-            write_artifacts(cfg, ctx, data, fit, out)
-            tracking.log_artifacts(client, run_id, out)
-            finals["time/total_s"] = time.perf_counter() - start
-            tracking.log_metrics(client, run_id, fit.histories, finals, fit.steps_done)
-            outcome = "diverged" if fit.diverged_step is not None else "converged"
-            tracking.set_tags(client, run_id, {"outcome": outcome})
-    except KeyboardInterrupt:
-        tracking.end_run(client, run_id, "KILLED", "interrupted")
+        fit, finals = fit_and_log(cfg, ctx, client, run_id, device, start)
+    except KeyboardInterrupt as err:
+        tracking.end_run(client, run_id, "KILLED", f"interrupted: {err or 'SIGINT'}")
         raise
     except BaseException as err:
         tracking.end_run(client, run_id, "FAILED", f"{type(err).__name__}: {err}")
         raise
+    if fit.interrupted is not None:  # what was computed is logged; now stop the sweep
+        tracking.end_run(client, run_id, "KILLED", f"interrupted at step {fit.steps_done}: {fit.interrupted}")
+        raise fit.interrupted
     tracking.end_run(client, run_id, "FINISHED")
     print_result(cfg, ctx, fit, finals)
     return finals
+
+
+def fit_and_log(cfg: RunConfig, ctx: JobContext, client, run_id: str, device: torch.device,
+                start: float) -> tuple[Fit, dict[str, float]]:
+    """Params first (a failed run still says what it was), then fit, artifacts, metrics."""
+    with tempfile.TemporaryDirectory(prefix="linreg_lab-") as tmp:
+        out = Path(tmp)
+        tracking.log_params(client, run_id, ctx.params, out)
+        data = load_data(cfg)
+        fit = fit_solver(cfg, data) if cfg.is_solver else fit_gradient(cfg, data, device)
+        finals = {**fit.finals, **score(cfg, data, fit)}
+        write_artifacts(cfg, ctx, data, fit, out)
+        tracking.log_artifacts(client, run_id, out)
+        finals["time/total_s"] = time.perf_counter() - start
+        tracking.log_metrics(client, run_id, fit.histories, finals, fit.steps_done)
+        outcome = "diverged" if fit.diverged_step is not None else "completed"
+        tracking.set_tags(client, run_id, {"outcome": "interrupted" if fit.interrupted else outcome})
+    return fit, finals
 
 
 def print_result(cfg: RunConfig, ctx: JobContext, fit: Fit, finals: dict[str, float]) -> None:

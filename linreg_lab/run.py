@@ -15,7 +15,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from linreg_lab.config import ConfigError, check_config, register_configs
+from linreg_lab.config import ConfigError, check_config, config_hash, register_configs, resolve_tracking_uri
+from linreg_lab.lifecycle import exit_code, install_signal_handlers
+
+SIZE_ENV = "LINREG_LAB_SWEEP_SIZE"  # number of jobs, counted by the preflight check
 
 
 def conf_dir() -> Path:
@@ -43,28 +46,28 @@ def job_label() -> str:
     hc = HydraConfig.get()
     if hc.mode != RunMode.MULTIRUN:
         return ""
-    total = os.environ.get("LINREG_LAB_SWEEP_SIZE", "?")
-    return f"[{hc.job.num + 1}/{total}] "
+    return f"[{hc.job.num + 1}/{os.environ.get(SIZE_ENV, '?')}] "
 
 
 def task(cfg: DictConfig) -> float:
-    """One Hydra job; returns the final training loss (what a Hydra sweeper would minimize)."""
-    from linreg_lab import job, tracking  # torch and mlflow load only after the config composed
-
+    """One Hydra job; returns the final |w - w_true| (what a Hydra sweeper would minimize)."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     try:
         run_cfg = check_config(cfg)
-        job.pick_device(run_cfg.device)
     except ConfigError as err:
         if multirun:
             raise  # the sweep records this job as failed and goes on
         sys.exit(f"linreg_lab: error: {err}")
+    from linreg_lab import job, tracking  # torch and mlflow load only once the config is known good
+
+    params = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     ctx = job.JobContext(
-        tracking_uri=tracking.resolve_tracking_uri(run_cfg.mlflow.tracking_uri, hc.runtime.cwd),
-        params=flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)),
+        tracking_uri=resolve_tracking_uri(run_cfg.mlflow.tracking_uri, hc.runtime.cwd),
+        params=params,
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         overrides=list(hc.overrides.task),
+        config_hash=config_hash(params),
         parent_run_id=os.environ.get(tracking.PARENT_ENV) if multirun else None,
         label=job_label(),
     )
@@ -73,15 +76,30 @@ def task(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    """Register the schemas, then let Hydra parse the command line and run the job(s)."""
+    """Check the whole command, then let Hydra run the job(s); signals end runs as KILLED."""
+    from linreg_lab.preflight import preflight
+
     register_configs()
+    try:
+        jobs = preflight(sys.argv[1:], conf_dir())
+    except ConfigError as err:
+        sys.exit(f"linreg_lab: error: {err}")
+    if jobs:
+        os.environ[SIZE_ENV] = str(jobs)
+    install_signal_handlers()
     hydra_main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)
     try:
         hydra_main()
+    except KeyboardInterrupt as err:
+        from linreg_lab.sweep import close_abandoned_sweep
+
+        close_abandoned_sweep("KILLED")
+        print(f"linreg_lab: stopped ({err or 'interrupted'})", file=sys.stderr)
+        sys.exit(exit_code(err))
     finally:
         from linreg_lab.sweep import close_abandoned_sweep
 
-        close_abandoned_sweep()
+        close_abandoned_sweep("FAILED")
 
 
 if __name__ == "__main__":

@@ -3,20 +3,20 @@ and the summary table at the end. Hydra calls `SweepCallback` in the launching p
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from linreg_lab import tracking
+from linreg_lab.config import resolve_tracking_uri, sweep_hash
+from linreg_lab.run import SIZE_ENV
 
-SIZE_ENV = "LINREG_LAB_SWEEP_SIZE"
 SUMMARY_COLUMNS = {
     "run_name": "run",
     "status": "status",
+    "tags.outcome": "outcome",
     "metrics.train/full_loss": "loss (train set)",
     "metrics.w_error/l2": "|w err|",
     "metrics.b_error": "b err",
@@ -25,36 +25,36 @@ SUMMARY_COLUMNS = {
 _open: dict[str, str] = {}  # the parent run this process opened: uri, experiment_id, run_id
 
 
-def sweep_size(config: DictConfig) -> int:
-    """Number of jobs: the product of the sweep lengths of every override and sweeper param."""
-    overrides = list(config.hydra.overrides.task)
-    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
-    overrides += [f"{k}={v}" for k, v in params.items()]
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    return math.prod(len(list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override())
-
-
 class SweepCallback(Callback):
     """Opens the parent run before the first job, closes it with a summary after the last."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        uri = tracking.resolve_tracking_uri(OmegaConf.select(config, "mlflow.tracking_uri"),
-                                            config.hydra.runtime.cwd)
+        uri = resolve_tracking_uri(OmegaConf.select(config, "mlflow.tracking_uri"), config.hydra.runtime.cwd)
         client, exp_id = tracking.open_experiment(uri, config.mlflow.experiment)
-        overrides = " ".join(config.hydra.overrides.task)
-        tags = {"run_kind": "sweep", "overrides": overrides, "sweep_dir": str(config.hydra.sweep.dir)}
-        run_id = tracking.start_run(client, exp_id, f"sweep {overrides}".strip(), tags)
+        task_overrides = list(config.hydra.overrides.task)
+        overrides = " ".join(task_overrides)
+        identity = sweep_hash(task_overrides)
+        run_id = tracking.latest_run_with(client, exp_id, "sweep_hash", identity) if config.resume else None
+        if run_id:
+            tracking.reopen_run(client, run_id)
+            print(f"resuming sweep: parent run {run_id}", flush=True)
+        else:
+            tags = {"run_kind": "sweep", "overrides": overrides, "sweep_dir": str(config.hydra.sweep.dir),
+                    "sweep_hash": identity}
+            run_id = tracking.start_run(client, exp_id, f"sweep {overrides}".strip(), tags)
         os.environ[tracking.PARENT_ENV] = run_id  # inherited by jobs, local or in worker processes
-        os.environ[SIZE_ENV] = str(sweep_size(config))
         _open.update(uri=uri, experiment_id=exp_id, run_id=run_id)
-        print(f"sweep of {os.environ[SIZE_ENV]} jobs, parent run {run_id} in {uri}", flush=True)
+        print(f"sweep of {os.environ.get(SIZE_ENV, '?')} jobs, parent run {run_id} in {uri}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        finish_sweep(ok_only=True)
+        finish_sweep(None)
 
 
-def finish_sweep(ok_only: bool) -> None:
-    """Print the summary of the open sweep, log it on the parent run and close that run."""
+def finish_sweep(abandoned: str | None) -> None:
+    """Print the summary of the open sweep and close its parent run.
+
+    `abandoned` is None when Hydra finished the sweep, else the status to close it with
+    (FAILED after a job raised, KILLED after a signal)."""
     if not _open:
         return
     uri, exp_id, run_id = _open["uri"], _open["experiment_id"], _open["run_id"]
@@ -64,11 +64,13 @@ def finish_sweep(ok_only: bool) -> None:
     rows = tracking.child_runs(client, exp_id, run_id)
     failed = [r["run_name"] for r in rows if r["status"] != "FINISHED"]
     print_summary(rows)
+    if failed:
+        print(f"not finished: {', '.join(failed)}", flush=True)
     print(f"open the MLflow UI: {tracking.ui_command(uri)}", flush=True)
-    expected = os.environ.pop(SIZE_ENV, "?")
-    status = "FINISHED" if ok_only and not failed else "FAILED"
+    expected = os.environ.get(SIZE_ENV, "?")
+    status = abandoned or ("FAILED" if failed else "FINISHED")
     error = f"jobs not finished: {', '.join(failed)}. " if failed else ""
-    if not ok_only:
+    if abandoned:
         error += f"The sweep stopped early: {len(rows)} of {expected} jobs reached the store."
     tracking.end_run(client, run_id, status, error or None)
 
@@ -85,8 +87,8 @@ def print_summary(rows: list[dict]) -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), flush=True)
 
 
-def close_abandoned_sweep() -> None:
-    """Called when the command exits: a sweep Hydra left open (a job raised) is closed as FAILED."""
+def close_abandoned_sweep(status: str) -> None:
+    """Called when the command exits: a sweep Hydra left open (a job raised, a signal) is closed."""
     if _open:
         print("the sweep stopped early; summary of what ran:", file=sys.stderr)
-        finish_sweep(ok_only=False)
+        finish_sweep(status)

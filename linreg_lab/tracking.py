@@ -8,28 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+from linreg_lab.lifecycle import owner_alive, owner_id
 
 METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 PARAMS_PER_CALL = 100
 MAX_PARAM_LENGTH = 6000
 PARENT_ENV = "LINREG_LAB_PARENT_RUN_ID"  # the sweep's parent run, handed to every job
-
-
-def resolve_tracking_uri(configured: str | None, cwd: str) -> str:
-    """MLFLOW_TRACKING_URI if set, else the config's URI, else sqlite:///mlflow.db in `cwd`."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
-    if not uri:
-        return f"sqlite:///{Path(cwd, 'mlflow.db').resolve()}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(cwd, uri[len('sqlite:///'):]).resolve()}"  # pin relative paths to cwd
-    return uri
 
 
 def ui_command(uri: str) -> str:
@@ -48,21 +39,64 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     """Client on `uri` and the id of experiment `name`, created if missing."""
     client = connect(uri)
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return client, exp.experiment_id
-    try:
-        return client, client.create_experiment(name)
-    except Exception:  # another process created it first
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return client, exp.experiment_id
+    if exp is None:
+        try:
+            return client, client.create_experiment(name)
+        except Exception:  # another process created it first
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    reap_orphans(client, exp.experiment_id)
+    return client, exp.experiment_id
+
+
+def reap_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark FAILED every RUNNING run whose owning process on this host is gone (SIGKILL, crash)."""
+    reaped = []
+    for run in search_all(client, experiment_id, "attributes.status = 'RUNNING'"):
+        owner = run.data.tags.get("owner", "")
+        if owner and not owner_alive(owner):
+            end_run(client, run.info.run_id, "FAILED",
+                    f"orphaned: its process {owner} died without closing the run (killed, e.g. SIGKILL)")
+            reaped.append(run.info.run_id)
+    return reaped
+
+
+def search_all(client: MlflowClient, experiment_id: str, filter_string: str = "") -> list:
+    """Every run matching `filter_string`, all pages (search_runs stops at 1000 a page)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def finished_run_with(client: MlflowClient, experiment_id: str, tag: str, value: str) -> str | None:
+    """Id of a FINISHED run whose `tag` equals `value`, if there is one."""
+    runs = client.search_runs([experiment_id], f"tags.{tag} = '{value}' and attributes.status = 'FINISHED'",
+                              max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def latest_run_with(client: MlflowClient, experiment_id: str, tag: str, value: str) -> str | None:
+    """Id of the most recent run whose `tag` equals `value`, if there is one."""
+    runs = client.search_runs([experiment_id], f"tags.{tag} = '{value}'", max_results=1,
+                              order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
+
+
+def reopen_run(client: MlflowClient, run_id: str) -> None:
+    """Set a closed run RUNNING again, owned by this process (a resumed sweep's parent)."""
+    client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    client.set_tag(run_id, "owner", owner_id())
 
 
 def start_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str],
               parent_id: str | None = None) -> str:
     """Create a RUNNING run (nested under `parent_id` when given) and return its id."""
-    tags = dict(tags)
+    tags = {**tags, "owner": owner_id()}
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
@@ -114,17 +148,12 @@ def log_artifacts(client: MlflowClient, run_id: str, local_dir: Path) -> None:
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list[dict]:
     """Every run nested under `parent_id` (all pages), as flat dicts of info, params, metrics and tags."""
-    rows, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'",
-                                  max_results=1000, page_token=token)
-        for run in page:
-            row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
-                   "start_time": run.info.start_time}
-            row.update({f"params.{k}": v for k, v in run.data.params.items()})
-            row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
-            row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
-            rows.append(row)
-        token = page.token
-        if not token:
-            return rows
+    rows = []
+    for run in search_all(client, experiment_id, f"tags.`mlflow.parentRunId` = '{parent_id}'"):
+        row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
+               "start_time": run.info.start_time}
+        row.update({f"params.{k}": v for k, v in run.data.params.items()})
+        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+        row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+        rows.append(row)
+    return rows

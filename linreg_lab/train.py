@@ -31,6 +31,7 @@ class TrainResult:
     b: torch.Tensor
     seconds: float
     diverged_step: int | None  # first step whose loss or parameters were not finite
+    interrupted: KeyboardInterrupt | None = None  # Ctrl-C or SIGTERM stopped the loop early
 
 
 def evaluation_steps(steps: int, every: int) -> list[int]:
@@ -73,37 +74,42 @@ def train(model, data: Dataset, idx: torch.Tensor | None, steps: int, eval_every
     evals = evaluation_steps(steps, eval_every)
     test = torch.empty(len(evals), device=device, dtype=data.X.dtype)
     full = torch.empty(len(evals), device=device, dtype=data.X.dtype)
-    k, diverged = 0, None
+    k, diverged, interrupted, done = 0, None, None, 0
     start = drawn = time.perf_counter()
-    for t in range(steps + 1):
-        if t == evals[k]:  # evaluation after t steps
-            test[k] = model.loss(data.X_test, data.y_test)
-            if not streaming:  # a stream has no fixed training set to score
-                full[k] = model.loss(data.X, data.y)
-            k += 1
-        if t == steps:
-            break
-        X, y = batch_at(data, idx, t)
-        losses[t] = model.step(X, y)
-        if (t + 1) % CHUNK == 0 or t + 1 == steps:
-            diverged = first_bad_step(losses, (t // CHUNK) * CHUNK, t + 1, model)
-            elapsed = time.perf_counter() - start
-            if diverged is not None:
+    try:
+        for t in range(steps + 1):
+            if t == evals[k]:  # evaluation after t steps
+                test[k] = model.loss(data.X_test, data.y_test)
+                if not streaming:  # a stream has no fixed training set to score
+                    full[k] = model.loss(data.X, data.y)
+                k += 1
+            if t == steps:
                 break
-            if elapsed > PROGRESS_AFTER_S and (start + elapsed - drawn > 0.5 or t + 1 == steps):
-                show_progress(t + 1, steps, elapsed)
-                drawn = start + elapsed
+            X, y = batch_at(data, idx, t)
+            losses[t] = model.step(X, y)
+            done = t + 1
+            if done % CHUNK == 0 or done == steps:
+                diverged = first_bad_step(losses, (t // CHUNK) * CHUNK, done, model)
+                elapsed = time.perf_counter() - start
+                if diverged is not None:
+                    break
+                if elapsed > PROGRESS_AFTER_S and (start + elapsed - drawn > 0.5 or done == steps):
+                    show_progress(done, steps, elapsed)
+                    drawn = start + elapsed
+    except KeyboardInterrupt as err:  # keep what was computed: the job logs it, then ends KILLED
+        interrupted = err
+        diverged = first_bad_step(losses, (done // CHUNK) * CHUNK, done, model) if done else None
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    n_ok = steps if diverged is None else diverged - 1
+    n_ok = done if diverged is None else diverged - 1
     test_np, full_np = test[:k].cpu().numpy(), full[:k].cpu().numpy()
-    keep = np.isfinite(test_np) & (np.array(evals[:k]) < (diverged or steps + 1))
+    keep = np.isfinite(test_np) & (np.array(evals[:k]) < (diverged or done + 1))
     w, b = model.params()
     return TrainResult(
         train_loss=losses[:n_ok].cpu().numpy(),
         eval_steps=np.array(evals[:k])[keep],
         test_loss=test_np[keep],
         full_loss=np.empty(0) if streaming else full_np[keep],
-        w=w.cpu(), b=b.cpu(), seconds=seconds, diverged_step=diverged,
+        w=w.cpu(), b=b.cpu(), seconds=seconds, diverged_step=diverged, interrupted=interrupted,
     )

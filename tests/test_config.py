@@ -24,7 +24,7 @@ def run_in_process(*overrides: str) -> dict[str, float]:
     """Compose, check and run one job into the store set by MLFLOW_TRACKING_URI."""
     from omegaconf import OmegaConf
 
-    from linreg_lab.tracking import resolve_tracking_uri
+    from linreg_lab.config import resolve_tracking_uri
 
     raw = compose_raw(*overrides)
     cfg = compose_config(*overrides)

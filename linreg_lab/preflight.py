@@ -1,0 +1,183 @@
+"""Check a whole command before any work: every job of a sweep, the store, the output folder.
+
+`preflight(argv)` runs before Hydra launches anything and before torch or MLflow load
+(torch only for device=cuda/mps, to ask whether the device exists). Each problem is one
+line: what was wrong and what is allowed. Composing with Hydra costs ~60 ms, so a sweep
+composes once per distinct choice of config groups and applies the swept values on a copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import os
+import socket
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from omegaconf import DictConfig, OmegaConf
+
+from linreg_lab.config import ConfigError, check_config, resolve_tracking_uri
+
+GROUPS = ("data", "model", "optimizer", "experiment")
+HYDRA_FLAGS = ("-m", "--multirun")  # any other flag (--cfg, --help, ...) is left to Hydra alone
+
+
+def group_options(conf: Path, group: str) -> list[str]:
+    """The options of a config group: the YAML files in conf/<group>/."""
+    return sorted(p.stem for p in (conf / group).glob("*.yaml"))
+
+
+def check_group_choices(conf: Path, overrides: list[Override]) -> None:
+    """Every value given to a config group names a file of that group."""
+    for o in overrides:
+        if o.key_or_group not in GROUPS:
+            continue
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+        allowed = group_options(conf, o.key_or_group)
+        for value in values:
+            if value not in allowed:
+                raise ConfigError(f"{o.key_or_group}={value} is not known; allowed: {', '.join(allowed)}")
+
+
+def expand(fixed: list[str], swept: list[Override]) -> list[list[str]]:
+    """Every job's overrides: the fixed ones plus one value of each swept key (cartesian product)."""
+    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in swept]
+    return [fixed + list(combo) for combo in itertools.product(*axes)]
+
+
+def one_line(err: BaseException) -> str:
+    """First line of an OmegaConf/Hydra error and of its cause, with the key it concerns."""
+    lines = [str(e).strip().splitlines()[0] for e in (err, err.__cause__) if e is not None and str(e).strip()]
+    text = ": ".join(dict.fromkeys(lines)) or type(err).__name__
+    key = getattr(err.__cause__, "full_key", None) or getattr(err, "full_key", None)
+    text = f"{text} (key: {key})" if key and key not in text else text
+    schema = getattr(err.__cause__, "object_type", None) or getattr(err, "object_type", None)
+    if isinstance(err.__cause__ or err, (KeyError, AttributeError)) and dataclasses.is_dataclass(schema):
+        text += f"; allowed keys: {', '.join(f.name for f in dataclasses.fields(schema))}"
+    return text
+
+
+class JobComposer:
+    """Composes job configs, once per distinct set of group choices."""
+
+    def __init__(self) -> None:
+        self.parser = OverridesParser.create()
+        self.cache: dict[tuple[str, ...], DictConfig] = {}
+
+    def __call__(self, overrides: list[str]) -> DictConfig:
+        parsed = self.parser.parse_overrides(overrides)
+        simple = [o for o in parsed if o.key_or_group not in GROUPS and not (o.is_add() or o.is_delete()
+                                                                            or o.is_force_add() or o.package)]
+        base_overrides = tuple(s for s, o in zip(overrides, parsed) if o not in simple)
+        if base_overrides not in self.cache:
+            self.cache[base_overrides] = compose("config", list(base_overrides))
+        cfg = copy.deepcopy(self.cache[base_overrides])
+        for o in simple:  # the same assignment Hydra makes, validated by the schema
+            OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
+        return cfg
+
+
+def check_jobs(jobs: list[list[str]], multirun: bool) -> list:
+    """Compose and check every job; returns the checked configs."""
+    composer, checked = JobComposer(), []
+    for overrides in jobs:
+        where = f"job {' '.join(overrides)}: " if multirun and len(jobs) > 1 else ""
+        try:
+            checked.append(check_config(composer(overrides)))
+        except ConfigError as err:
+            raise ConfigError(f"{where}{err}") from None
+        except Exception as err:  # Hydra/OmegaConf: misspelt key, wrong type
+            raise ConfigError(f"{where}{one_line(err)}") from None
+    return checked
+
+
+def check_devices(names: set[str]) -> None:
+    """An explicit cuda or mps must exist here; only then is torch imported."""
+    wanted = names & {"cuda", "mps"}
+    if not wanted:
+        return
+    import torch
+
+    has = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    for name in sorted(wanted):
+        if not has[name]:
+            here = ", ".join(["auto", "cpu"] + [d for d, ok in has.items() if ok])
+            raise ConfigError(f"device={name} is not available on this machine; allowed here: {here}")
+
+
+def check_tracking_uri(uri: str) -> None:
+    """A store we can reach: a writable folder for sqlite/file, a listening port for a server."""
+    parts = urllib.parse.urlparse(uri)
+    if parts.scheme == "sqlite":
+        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+        if not path or not Path(path).parent.is_dir() or not os.access(Path(path).parent, os.W_OK):
+            raise ConfigError(f"tracking URI {uri}: no writable folder for the database; "
+                              "allowed: sqlite:///PATH in an existing, writable folder")
+        return
+    if parts.scheme in ("http", "https", "postgresql", "mysql", "mssql") and parts.hostname:
+        port = parts.port or {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}[
+            parts.scheme]
+        try:
+            socket.create_connection((parts.hostname, port), timeout=3).close()
+        except OSError as err:
+            raise ConfigError(f"tracking URI {uri} is unreachable ({err.strerror or err}); "
+                              "start the server or set MLFLOW_TRACKING_URI") from None
+        return
+    if parts.scheme in ("", "file") and uri:
+        return
+    raise ConfigError(f"tracking URI {uri!r} is malformed; allowed: sqlite:///PATH, http(s)://HOST:PORT, "
+                      "postgresql://USER@HOST/DB, file:///PATH")
+
+
+def check_output_dir(path: str) -> None:
+    """Hydra's output folder (or its nearest existing parent) must take a file (tried, then removed)."""
+    p = Path(path).absolute()
+    while not p.exists():
+        p = p.parent
+    try:
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError:
+        raise ConfigError(f"output folder {path} cannot be written ({p} is not a writable folder); "
+                          "set hydra.run.dir / hydra.sweep.dir to a writable place") from None
+
+
+def preflight(argv: list[str], conf: Path) -> int | None:
+    """Check the command line; returns the number of jobs, or None when Hydra handles a flag itself."""
+    if any(a.startswith("-") and a not in HYDRA_FLAGS for a in argv):
+        return None
+    multirun = any(a in HYDRA_FLAGS for a in argv)
+    args = [a for a in argv if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as err:
+        raise ConfigError(f"cannot parse the overrides: {one_line(err)}") from None
+    check_group_choices(conf, parsed)
+    is_hydra = [o.key_or_group.startswith("hydra") for o in parsed]
+    fixed = [a for a, o, h in zip(args, parsed, is_hydra) if not h and not (multirun and o.is_sweep_override())]
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        try:
+            primary = compose("config", [a for a, o in zip(args, parsed) if not o.is_sweep_override()],
+                              return_hydra_config=True)
+        except Exception as err:
+            raise ConfigError(one_line(err)) from None
+        swept = [o for o, h in zip(parsed, is_hydra) if multirun and o.is_sweep_override() and not h]
+        keys = {o.get_key_element() for o in swept}
+        params = OmegaConf.select(primary, "hydra.sweeper.params") or {}
+        extra = [f"{k}={v}" for k, v in params.items() if k not in keys] if multirun else []
+        extra_parsed = OverridesParser.create().parse_overrides(extra)
+        check_group_choices(conf, extra_parsed)
+        jobs = expand(fixed, swept + [o for o in extra_parsed if o.is_sweep_override()])
+        checked = check_jobs(jobs, multirun)
+        out_dir = primary.hydra.sweep.dir if multirun else primary.hydra.run.dir
+    check_devices({c.device for c in checked})
+    for uri in sorted({resolve_tracking_uri(c.mlflow.tracking_uri, os.getcwd()) for c in checked}):
+        check_tracking_uri(uri)
+    check_output_dir(str(out_dir))
+    return len(jobs)
