@@ -63,6 +63,7 @@ class DataConfig:
     name: str = "gaussian"
     true_w: list[float] = field(default_factory=lambda: [2.0, -3.4])
     true_b: float = 4.2
+    n_features: int | None = None  # None: len(true_w); when set, true_w must have this many weights
     n_train: int = 1000
     n_test: int = 1000
     x_dist: XDist = XDist.normal
@@ -277,6 +278,9 @@ def _check_number(key: str, value: float, positive: bool) -> None:
 def _check_data(data: DataConfig) -> None:
     if not data.true_w:
         raise ConfigError("data.true_w must list at least one weight (one per feature)")
+    if data.n_features is not None and data.n_features != len(data.true_w):
+        raise ConfigError(f"data.true_w has {len(data.true_w)} weights but data.n_features is {data.n_features}; "
+                          "give one weight per feature")
     if data.n_train <= 0 or data.n_test <= 0:
         raise ConfigError(f"data.n_train and data.n_test must be > 0, got {data.n_train} and {data.n_test}")
     if data.x_dist is XDist.normal and data.x_std <= 0:

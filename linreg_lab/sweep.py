@@ -62,10 +62,12 @@ def finish_sweep(abandoned: str | None) -> None:
     os.environ.pop(tracking.PARENT_ENV, None)
     client = tracking.connect(uri)
     rows = tracking.child_runs(client, exp_id, run_id)
-    failed = [r["run_name"] for r in rows if r["status"] != "FINISHED"]
+    done = {r.get("tags.config_hash") for r in rows if r["status"] == "FINISHED"}
+    failed = [f"{r['run_name']} [{r.get('tags.overrides', '')}] {r['status']}" for r in rows
+              if r["status"] != "FINISHED" and r.get("tags.config_hash") not in done]  # a resume may redo it
     print_summary(rows)
     if failed:
-        print(f"not finished: {', '.join(failed)}", flush=True)
+        print("not finished:\n  " + "\n  ".join(failed), flush=True)
     print(f"open the MLflow UI: {tracking.ui_command(uri)}", flush=True)
     expected = os.environ.get(SIZE_ENV, "?")
     status = abandoned or ("FAILED" if failed else "FINISHED")

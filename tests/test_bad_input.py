@@ -1,0 +1,90 @@
+"""Bad input: one clear line before any work, a non-zero exit, and no new run in the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from tests.conftest import all_runs, run_cli
+
+CASES = {
+    "unknown optimizer": (["optimizer=adagrad"], "optimizer=adagrad is not known; allowed: adam, momentum"),
+    "unknown model": (["model=mlp"], "model=mlp is not known; allowed: closed_form, grid, linear"),
+    "unknown data recipe": (["data=mnist"], "data=mnist is not known; allowed: gaussian"),
+    "unknown experiment": (["experiment=nope"], "experiment=nope is not known; allowed: d2l_concise"),
+    "unknown option inside a sweep": (["-m", "optimizer=sgd,adagrad"], "optimizer=adagrad is not known"),
+    "lr zero": (["lr=0"], "lr must be a finite number > 0, got 0.0"),
+    "lr negative in a sweep": (["-m", "lr=0.1,-1"], "job lr=-1: lr must be a finite number > 0, got -1.0"),
+    "lr not a number": (["lr=fast"], "Value 'fast' of type 'str' could not be converted to Float"),
+    "batch size zero": (["batch_size=0"], "batch_size must be in 1..1000 (data.n_train) or 'full', got 0"),
+    "batch size above n": (["batch_size=1001"], "batch_size must be in 1..1000 (data.n_train) or 'full', got 1001"),
+    "n zero": (["data.n_train=0"], "data.n_train and data.n_test must be > 0"),
+    "noise negative": (["noise=-0.1"], "noise must be a finite number >= 0, got -0.1"),
+    "steps zero": (["steps=0"], "steps must be > 0, got 0"),
+    "epochs zero": (["steps=null", "epochs=0"], "epochs must be > 0, got 0"),
+    "both budgets": (["epochs=3"], "set exactly one of steps and epochs"),
+    "true w vs features": (["data.n_features=3"], "data.true_w has 2 weights but data.n_features is 3"),
+    "misspelt key": (["optimizer.lrr=1"], "Key 'lrr' not in 'SGDConfig'; allowed keys: name, momentum"),
+    "unknown device": (["device=tpu"], "device='tpu' is not known; allowed: auto, cpu, cuda, mps"),
+    "malformed tracking URI": (["mlflow.tracking_uri=foo://bar"], "tracking URI 'foo://bar' is malformed"),
+    "unreachable tracking URI": (["mlflow.tracking_uri=http://127.0.0.1:9"], "tracking URI http://127.0.0.1:9 "
+                                                                            "is unreachable"),
+    "unwritable output dir": (["hydra.run.dir=/proc/linreg_lab"], "output folder /proc/linreg_lab cannot be "
+                                                                  "written"),
+}
+if not torch.cuda.is_available():
+    CASES["cuda without a GPU"] = (["device=cuda"], "device=cuda is not available on this machine; allowed here: "
+                                                    "auto, cpu")
+
+
+@pytest.fixture(scope="module")
+def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A store that already holds one finished run, so 'no new run' is a real check."""
+    where = tmp_path_factory.mktemp("bad_input")
+    uri = f"sqlite:///{where / 'mlflow.db'}"
+    out = run_cli(["steps=5", f"hydra.run.dir={where / 'seed_run'}"], where, {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return where, uri
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_fails_in_one_line_and_writes_nothing(case: str, seeded_store: tuple[Path, str]) -> None:
+    where, uri = seeded_store
+    args, message = CASES[case]
+    env = {"MLFLOW_TRACKING_URI": uri}
+    if "mlflow.tracking_uri" in args[0]:
+        env["MLFLOW_TRACKING_URI"] = ""  # let the config's URI be the one used
+    out = run_cli(args, where, env)
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("linreg_lab: error: "), out.stderr[-2000:]
+    assert message in lines[0]
+    assert len(all_runs(uri)) == 1  # no new run
+    assert not (where / "multirun").exists() and not (where / "outputs").exists()
+
+
+def test_bad_input_fails_before_torch_and_mlflow_load(tmp_path: Path) -> None:
+    probe = ("import sys, runpy; sys.argv = ['linreg_lab.run', 'lr=-1']\n"
+             "try:\n    runpy.run_module('linreg_lab.run', run_name='__main__')\n"
+             "except SystemExit:\n    print('torch' in sys.modules, 'mlflow' in sys.modules)\n")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert out.stdout.strip() == "False False", out.stdout + out.stderr[-2000:]
+
+
+def test_param_longer_than_mlflow_allows_is_hashed_and_kept_as_artifact(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    true_w = [round(0.001 * i, 3) for i in range(1500)]  # > 6000 characters as a param value
+    out = run_cli([f"data.true_w=[{','.join(map(str, true_w))}]", "data.n_train=2000", "steps=5"], tmp_path,
+                  {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 0, out.stderr[-2000:]
+    (run,) = all_runs(uri)
+    assert run.info.status == "FINISHED" and run.data.params["data.true_w"].startswith("sha256:")
+    path = MlflowClient(uri).download_artifacts(run.info.run_id, "long_params.json", str(tmp_path))
+    assert json.loads(Path(path).read_text())["data.true_w"] == str(true_w)

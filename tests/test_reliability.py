@@ -1,0 +1,170 @@
+"""Sweeps that survive divergence, crashes, signals, SIGKILL, resumes and parallel writers.
+
+Every test drives the real CLI in a subprocess against a real SQLite store and, where
+the issue says so, really kills it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import all_runs, run_cli
+
+LONG_JOB = ["model=manual", "steps=3000000"]  # ~100 s of training: always still running when signalled
+
+
+def start_cli(args: list[str], cwd: Path, uri: str) -> subprocess.Popen:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    env.pop("LINREG_LAB_PARENT_RUN_ID", None)
+    return subprocess.Popen([sys.executable, "-m", "linreg_lab.run", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Poll the store until `predicate()` holds (the subprocess must still be alive)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the command ended early: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("timed out waiting on the store")
+
+
+def jobs(uri: str, status: str | None = None) -> list:
+    return [r for r in all_runs(uri) if r.data.tags.get("run_kind") == "job"
+            and (status is None or r.info.status == status)]
+
+
+def training_started(uri: str) -> bool:
+    """A RUNNING job whose params are logged: the job is past set-up and inside its loop soon."""
+    return any(r.data.params for r in jobs(uri, "RUNNING"))
+
+
+def test_divergence_is_a_result_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_cli(["-m", "lr=0.1,100", "steps=2000"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 0, out.stderr[-3000:]
+    by_lr = {r.data.params["lr"]: r for r in jobs(uri)}
+    bad, good = by_lr["100.0"], by_lr["0.1"]
+    client = MlflowClient(uri)
+    X = np.load(client.download_artifacts(bad.info.run_id, "data.npz", str(tmp_path)))["X"]
+    A = np.c_[X, np.ones(len(X))]
+    max_stable_lr = 2 / np.linalg.eigvalsh(2 * A.T @ A / len(A))[-1]  # 2 / lambda_max of the MSE Hessian
+    assert 100 > 10 * max_stable_lr
+    assert bad.info.status == "FINISHED" and bad.data.tags["outcome"] == "diverged"
+    assert bad.data.metrics["diverged"] == 1 and 1 <= bad.data.metrics["diverged_step"] < 2000
+    for key in ("train/loss", "test/loss", "train/full_loss"):
+        values = [m.value for m in client.get_metric_history(bad.info.run_id, key)]
+        assert np.isfinite(values).all() and (not values or max(np.abs(values)) < 1e300), key
+    assert len(client.get_metric_history(bad.info.run_id, "train/loss")) == bad.data.metrics["diverged_step"] - 1
+    assert good.data.metrics["diverged"] == 0 and good.data.tags["outcome"] == "completed"
+
+
+def test_a_crashing_job_fails_alone_and_the_sweep_exits_nonzero(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # 1e11 steps of a stream of 1000 samples a step cannot be allocated: a real RuntimeError mid-job
+    out = run_cli(["-m", "steps=100,100000000000,50", "data=streaming_1d", "batch_size=1000", "lr=1e-4"],
+                  tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode != 0
+    runs = {r.data.params["steps"]: r for r in jobs(uri)}
+    assert runs["100"].info.status == runs["50"].info.status == "FINISHED"  # the others still ran
+    crashed = runs["100000000000"]
+    assert crashed.info.status == "FAILED" and "RuntimeError" in crashed.data.tags["error"]
+    assert "not finished:" in out.stdout and "steps=100000000000" in out.stdout  # the summary names it
+    (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
+    assert parent.info.status == "FAILED"
+    assert not [r for r in all_runs(uri) if r.info.status == "RUNNING"]
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_ends_the_run_killed_with_what_was_logged(tmp_path: Path, sig: int, code: int) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = start_cli(["-m", "seed=0,1,2", *LONG_JOB], tmp_path, uri)
+    wait_for(lambda: training_started(uri), proc)
+    time.sleep(2.0)  # inside the training loop
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == code
+    (run,) = jobs(uri)  # the sweep stopped: jobs 2 and 3 never started
+    assert run.info.status == "KILLED" and "interrupted" in run.data.tags["error"]
+    history = MlflowClient(uri).get_metric_history(run.info.run_id, "train/loss")
+    assert len(history) > 100  # the steps done before the signal were flushed
+    (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
+    assert parent.info.status == "KILLED"
+
+
+def test_sigkill_orphan_is_marked_failed_by_the_next_command(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = start_cli(LONG_JOB, tmp_path, uri)
+    wait_for(lambda: training_started(uri), proc)
+    proc.kill()
+    proc.wait(timeout=30)
+    (orphan,) = jobs(uri)
+    assert orphan.info.status == "RUNNING"  # nothing could run at SIGKILL
+    out = run_cli(["steps=5"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 0, out.stderr[-2000:]
+    orphan = MlflowClient(uri).get_run(orphan.info.run_id)
+    assert orphan.info.status == "FAILED" and "orphaned" in orphan.data.tags["error"]
+
+
+def test_resume_after_sigkill_runs_each_job_exactly_once(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = ["-m", "seed=range(12)", "model=manual", "steps=30000"]
+    proc = start_cli(sweep, tmp_path, uri)
+    wait_for(lambda: len(jobs(uri, "FINISHED")) >= 3, proc, timeout=300)
+    proc.kill()
+    proc.wait(timeout=30)
+    done_before = len(jobs(uri, "FINISHED"))
+    assert 3 <= done_before < 12
+    out = run_cli([*sweep, "resume=true"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("skipped (resume=true)") == done_before
+    finished = jobs(uri, "FINISHED")
+    assert len(finished) == 12
+    assert sorted(int(r.data.params["seed"]) for r in finished) == list(range(12))  # none duplicated
+    assert len({r.data.tags["config_hash"] for r in finished}) == 12
+    (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
+    assert parent.info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in finished} == {parent.info.run_id}
+    assert not [r for r in all_runs(uri) if r.info.status == "RUNNING"]
+
+
+def test_parallel_writers_on_a_fresh_store_lose_nothing(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    (tmp_path / "fresh").mkdir()
+    out = run_cli(["-m", "seed=range(32)", "steps=300", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"],
+                  tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "database is locked" not in out.stderr
+    finished = jobs(uri, "FINISHED")
+    assert len(finished) == 32 and len({r.data.params["seed"] for r in finished}) == 32
+    client = MlflowClient(uri)
+    for run in finished:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+        assert sorted(steps) == list(range(1, 301)), run.info.run_name  # complete, no duplicates
+        assert len(client.get_metric_history(run.info.run_id, "test/loss")) == 101
+
+
+def test_no_active_run_leaks_between_jobs(store: str) -> None:
+    import mlflow
+
+    from tests.test_config import run_in_process
+
+    run_in_process("steps=10", "seed=1")
+    assert mlflow.active_run() is None
+    run_in_process("steps=10", "seed=2")
+    assert mlflow.active_run() is None
+    runs = all_runs(store)
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert "mlflow.parentRunId" not in runs[0].data.tags and "mlflow.parentRunId" not in runs[1].data.tags
