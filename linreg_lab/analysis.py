@@ -1,26 +1,123 @@
-"""The maths a run is scored with: the least-squares reference and the parameter errors."""
+"""The maths a run is scored with: least squares, errors, the bias/variance decomposition and
+the theory that predicts them. Everything here is float64 on the CPU, over R replicates."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
-def least_squares(X: torch.Tensor, y: torch.Tensor, fit_intercept: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(w*, b*) minimizing ||X w + b - y||^2, in float64 on the CPU (b* = 0 without intercept)."""
-    X, y = X.detach().double().cpu(), y.detach().double().cpu()
-    A = torch.cat([X, torch.ones(len(X), 1, dtype=torch.float64)], 1) if fit_intercept else X
-    coef = torch.linalg.lstsq(A, y.unsqueeze(1), driver="gelsd").solution.squeeze(1)
-    b = coef[-1] if fit_intercept else torch.zeros((), dtype=torch.float64)
-    return coef[: X.shape[1]], b
+def design(X: torch.Tensor, fit_intercept: bool) -> torch.Tensor:
+    """A = [X, 1] (or X without intercept), batched (R, n, p), float64 on the CPU."""
+    X = X.detach().double().cpu()
+    X = X.unsqueeze(0) if X.dim() == 2 else X
+    return torch.cat([X, torch.ones(*X.shape[:-1], 1, dtype=torch.float64)], -1) if fit_intercept else X
+
+
+def least_squares(X: torch.Tensor, y: torch.Tensor, fit_intercept: bool,
+                  penalty: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w, b) minimizing |A theta - y|^2 + penalty |theta|^2 per replicate: shapes (R, d), (R,)."""
+    A = design(X, fit_intercept)
+    y = y.detach().double().cpu().reshape(A.shape[0], -1, 1)
+    if penalty > 0:
+        eye = torch.eye(A.shape[-1], dtype=torch.float64)
+        coef = torch.linalg.solve(A.mT @ A + penalty * eye, A.mT @ y).squeeze(-1)
+    else:
+        coef = torch.linalg.lstsq(A, y, driver="gelsd").solution.squeeze(-1)
+    d = X.shape[-1]
+    b = coef[:, -1] if fit_intercept else torch.zeros(len(coef), dtype=torch.float64)
+    return coef[:, :d], b
 
 
 def parameter_errors(w: torch.Tensor, b: torch.Tensor, true_w: list[float], true_b: float,
                      w_ols: torch.Tensor, b_ols: torch.Tensor) -> dict[str, float]:
-    """Final metrics: errors against the truth and gaps to the least-squares fit (learned minus reference)."""
-    w, b = w.detach().double().cpu(), b.detach().double().cpu()
+    """Final errors (learned minus reference), averaged over the replicates that stayed finite."""
+    w, b = w.double(), b.double()
     dw = w - torch.tensor(true_w, dtype=torch.float64)
-    out = {"w_error/l2": float(dw.norm()), "b_error": float(b - true_b)}
-    out.update({f"w_error/{i}": float(v) for i, v in enumerate(dw)})
-    out["ols/w_gap_l2"] = float((w - w_ols).norm())
-    out["ols/b_gap"] = float(b - b_ols)
+    out = {"w_error/l2": float(dw.norm(dim=1).mean()), "b_error": float((b - true_b).mean())}
+    out.update({f"w_error/{i}": float(v) for i, v in enumerate(dw.mean(0))})
+    out.update({f"w/{i}": float(v) for i, v in enumerate(w.mean(0))})
+    out["b"] = float(b.mean())
+    out["ols/w_gap_l2"] = float((w - w_ols).norm(dim=1).mean())
+    out["ols/b_gap"] = float((b - b_ols).mean())
     return out
+
+
+def bias_variance(est: torch.Tensor, truth: torch.Tensor) -> tuple[float, float, float]:
+    """(bias^2, variance, mse) of estimates (R, k) of `truth` (k,): mse = bias^2 + variance exactly."""
+    mean = est.mean(0)
+    bias2 = float((mean - truth).square().sum())
+    var = float((est - mean).square().sum(1).mean())
+    return bias2, var, float((est - truth).square().sum(1).mean())
+
+
+def estimation_metrics(w: torch.Tensor, b: torch.Tensor, true_w: list[float], true_b: float,
+                       w_ols: torch.Tensor) -> dict[str, float]:
+    """est/*: bias^2, variance and mse of w and b over replicates; optimization vs statistical error."""
+    out = {}
+    for name, est, truth in (("w", w, torch.tensor(true_w, dtype=torch.float64)),
+                             ("b", b.unsqueeze(1), torch.tensor([true_b], dtype=torch.float64))):
+        out[f"est/{name}_bias2"], out[f"est/{name}_var"], out[f"est/{name}_mse"] = bias_variance(est.double(), truth)
+    out["est/w_opt_mse"] = float((w - w_ols).square().sum(1).mean())  # optimizer still away from the fit
+    out["est/w_stat_mse"] = float((w_ols - torch.tensor(true_w, dtype=torch.float64)).square().sum(1).mean())
+    out["est/replicates"] = float(len(w))
+    return out
+
+
+def prediction_metrics(w: torch.Tensor, b: torch.Tensor, X_grid: torch.Tensor, f_grid: torch.Tensor,
+                       y_grid: torch.Tensor, noise_var: float) -> dict[str, float]:
+    """pred/*: the decomposition of expected test error on a fixed grid, E(y - y_hat)^2 = bias^2 + var + noise.
+
+    f_grid is E[y | x] (noise mean included); y_grid are noisy labels, to measure test_mse.
+    """
+    y_hat = w.double() @ X_grid.double().T + b.double()[:, None]  # (R, m)
+    mean = y_hat.mean(0)
+    return {
+        "pred/bias2": float((mean - f_grid).square().mean()),
+        "pred/var": float((y_hat - mean).square().mean()),
+        "pred/noise": noise_var,
+        "pred/test_mse": float((y_hat - y_grid).square().mean()),
+    }
+
+
+def theory_metrics(X: torch.Tensor, fit_intercept: bool, noise_var: float, curvature: float) -> dict[str, float]:
+    """theory/*: least-squares variance sigma^2 tr((A^T A)^-1) of w and b, averaged over the designs;
+    the full-batch stability bound 2 / lambda_max and the condition number of the loss Hessian.
+
+    `curvature` turns A^T A into the Hessian: 2c/n for a mean loss, 2c for a sum.
+    """
+    A = design(X, fit_intercept)
+    cov = torch.linalg.pinv(A.mT @ A)  # (R, p, p); Var(theta_ols | X) = sigma^2 cov
+    d = X.shape[-1]
+    eig = torch.linalg.eigvalsh(curvature * (A.mT @ A))  # ascending
+    out = {
+        "theory/w_var": float(noise_var * cov[:, :d, :d].diagonal(dim1=1, dim2=2).sum(1).mean()),
+        "theory/lr_max": float((2 / eig[:, -1]).mean()),
+        "theory/condition": float((eig[:, -1] / eig[:, 0].clamp_min(1e-300)).mean()),
+    }
+    if fit_intercept:
+        out["theory/b_var"] = float(noise_var * cov[:, d, d].mean())
+    return out
+
+
+def stability_verdict(optimizer: str, lr: float, momentum: float, lr_max: float, diverged: bool) -> str:
+    """Did the run diverge where full-batch theory says gradient descent must? ('n/a' for adaptive steps)."""
+    if optimizer not in ("sgd", "momentum"):
+        return "n/a"
+    bound = lr_max * (1 + momentum)  # heavy ball: stable iff lr < 2 (1 + beta) / lambda_max
+    predicted = lr >= bound
+    if diverged:
+        return "diverged_as_predicted" if predicted else "diverged_below_bound"
+    return "stable_above_bound" if predicted else "stable_as_predicted"
+
+
+def time_to_target(steps: np.ndarray, loss: np.ndarray, floor: float, rel: float, batch: int,
+                   seconds_per_step: float, budget: int) -> dict[str, float]:
+    """ttt/*: first evaluated step whose training loss is within `rel` of the least-squares loss.
+
+    A run that never gets there is censored at its budget (ttt/censored = 1), not dropped.
+    """
+    hit = np.nonzero(loss <= floor * (1 + rel) + 1e-12)[0]
+    step = int(steps[hit[0]]) if len(hit) else budget
+    return {"ttt/steps": float(step), "ttt/samples": float(step * batch), "ttt/seconds": step * seconds_per_step,
+            "ttt/censored": float(not len(hit))}

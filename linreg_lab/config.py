@@ -95,6 +95,7 @@ class ClosedFormConfig:
     name: str = "closed_form"
     fit_intercept: bool = True
     loss: Loss = Loss.mse
+    weight_decay: float = 0.0  # ridge, with torch's meaning: minimizes loss + weight_decay / 2 * |(w, b)|^2
 
 
 @dataclass
@@ -170,6 +171,9 @@ class Config:
     epochs: int | None = None
     eval_every: int | None = None  # None -> about 100 evaluations per run
     resume: bool = False  # skip jobs whose config already has a FINISHED run
+    replicates: int = 1  # independent replicates trained together as one batched computation
+    replicate_over: list[str] = field(default_factory=lambda: ["data", "init", "order"])  # what they redraw
+    target_rel: float = 0.01  # time to target: training loss within this fraction of the least-squares loss
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
 
@@ -222,6 +226,9 @@ class RunConfig:
     epochs: int | None
     eval_every: int
     resume: bool
+    replicates: int
+    replicate_over: list[str]
+    target_rel: float
     mlflow: MlflowConfig
 
     @property
@@ -243,6 +250,8 @@ def check_config(cfg: DictConfig) -> RunConfig:
     _check_data(data)
     batch_size = _check_batch_size(c.batch_size, data)
     steps = _check_budget(c.steps, c.epochs, batch_size, data)
+    _check_replicates(c.replicates, list(c.replicate_over))
+    _check_number("target_rel", c.target_rel, positive=True)
     if c.eval_every is not None and c.eval_every <= 0:
         raise ConfigError(f"eval_every must be a positive number of steps, got {c.eval_every}")
     eval_every = c.eval_every or max(1, steps // 100)
@@ -251,7 +260,8 @@ def check_config(cfg: DictConfig) -> RunConfig:
         batch_size=batch_size, noise=float(c.noise), device=c.device, dtype=c.dtype,
         seed=c.seed, data_seed=_derived(c.data_seed, c.seed, 0),
         init_seed=_derived(c.init_seed, c.seed, 1), order_seed=_derived(c.order_seed, c.seed, 2),
-        steps=steps, epochs=c.epochs, eval_every=eval_every, resume=c.resume, mlflow=c.mlflow,
+        steps=steps, epochs=c.epochs, eval_every=eval_every, resume=c.resume, replicates=c.replicates,
+        replicate_over=list(c.replicate_over), target_rel=float(c.target_rel), mlflow=c.mlflow,
     )
 
 
@@ -273,6 +283,17 @@ def _check_number(key: str, value: float, positive: bool) -> None:
     if bad:
         rule = "> 0" if positive else ">= 0"
         raise ConfigError(f"{key} must be a finite number {rule}, got {value}")
+
+
+REPLICATE_STREAMS = ("data", "init", "order")
+
+
+def _check_replicates(replicates: int, over: list[str]) -> None:
+    if replicates < 1:
+        raise ConfigError(f"replicates must be >= 1, got {replicates}")
+    unknown = [s for s in over if s not in REPLICATE_STREAMS]
+    if unknown:
+        raise ConfigError(f"replicate_over has {unknown}; allowed: {', '.join(REPLICATE_STREAMS)}")
 
 
 def _check_data(data: DataConfig) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from linreg_lab.config import DataConfig, NoiseDist, XDist
@@ -15,15 +16,22 @@ from linreg_lab.config import DataConfig, NoiseDist, XDist
 
 @dataclass
 class Dataset:
-    """Training and held-out data; for streaming data X holds every sample drawn, in order."""
+    """R replicates' training data and one fixed test set; a stream holds every sample drawn, in order."""
 
-    X: torch.Tensor  # (n, d)
-    y: torch.Tensor  # (n,)
-    X_test: torch.Tensor
-    y_test: torch.Tensor
+    X: torch.Tensor  # (R, n, d)
+    y: torch.Tensor  # (R, n)
+    X_test: torch.Tensor  # (m, d), the same for every replicate
+    y_test: torch.Tensor  # (m,)
 
     def to(self, device: torch.device) -> Dataset:
         return Dataset(*(t.to(device) for t in (self.X, self.y, self.X_test, self.y_test)))
+
+
+def replicate_seed(base: int, r: int, varies: bool) -> int:
+    """Seed of one random stream for replicate r: the base seed for r = 0 or a stream that does not vary."""
+    if r == 0 or not varies:
+        return base
+    return int(np.random.SeedSequence([base, r]).generate_state(1)[0])
 
 
 def sample_x(cfg: DataConfig, n: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
@@ -44,6 +52,13 @@ def sample_noise(cfg: DataConfig, noise: float, n: int, gen: torch.Generator, dt
     return noise * torch.rand(n, generator=gen, dtype=dtype)
 
 
+def noise_moments(cfg: DataConfig, noise: float) -> tuple[float, float]:
+    """(mean, variance) of the noise: gaussian (0, noise^2), uniform U[0, 1) * noise (noise/2, noise^2/12)."""
+    if cfg.noise_dist is NoiseDist.gaussian:
+        return 0.0, noise**2
+    return noise / 2, noise**2 / 12
+
+
 def synthetic_data(cfg: DataConfig, noise: float, n: int, gen: torch.Generator, dtype: torch.dtype):
     """Return (X, y) with y = X w + b + noise."""
     X = sample_x(cfg, n, gen, dtype)
@@ -52,16 +67,21 @@ def synthetic_data(cfg: DataConfig, noise: float, n: int, gen: torch.Generator, 
     return X, y
 
 
-def make_dataset(cfg: DataConfig, noise: float, n_train: int, seed: int, dtype: torch.dtype) -> Dataset:
-    """Draw the training set (n_train samples) and then the test set from one seeded stream."""
-    gen = torch.Generator().manual_seed(seed)
-    X, y = synthetic_data(cfg, noise, n_train, gen, dtype)
-    X_test, y_test = synthetic_data(cfg, noise, cfg.n_test, gen, dtype)
-    return Dataset(X, y, X_test, y_test)
+def make_dataset(cfg: DataConfig, noise: float, n_train: int, seeds: list[int], dtype: torch.dtype) -> Dataset:
+    """One training set per replicate seed (n_train samples each); the test set comes from seeds[0]."""
+    drawn: dict[int, tuple[torch.Tensor, ...]] = {}
+    for seed in seeds:
+        if seed not in drawn:
+            gen = torch.Generator().manual_seed(seed)
+            drawn[seed] = (*synthetic_data(cfg, noise, n_train, gen, dtype), *synthetic_data(cfg, noise, cfg.n_test,
+                                                                                            gen, dtype))
+    X = torch.stack([drawn[s][0] for s in seeds])
+    y = torch.stack([drawn[s][1] for s in seeds])
+    return Dataset(X, y, drawn[seeds[0]][2], drawn[seeds[0]][3])
 
 
-def batch_indices(n: int, batch_size: int | None, steps: int, streaming: bool, seed: int) -> torch.Tensor | None:
-    """Row indices of every step's batch, shape (steps, batch_size); None means full batch.
+def batch_indices(n: int, batch_size: int | None, steps: int, streaming: bool, seeds: list[int]) -> torch.Tensor | None:
+    """Row indices of every step's batch, shape (steps, R, batch_size); None means full batch.
 
     A fixed training set is visited as one endless stream of shuffled epochs cut into
     equal batches, so every step has the same batch size and an epoch is n / batch_size
@@ -71,8 +91,10 @@ def batch_indices(n: int, batch_size: int | None, steps: int, streaming: bool, s
         return None
     total = steps * batch_size
     if streaming:
-        return torch.arange(total).view(steps, batch_size)
-    gen = torch.Generator().manual_seed(seed)
-    epochs = -(-total // n)
-    order = torch.cat([torch.randperm(n, generator=gen) for _ in range(epochs)])
-    return order[:total].view(steps, batch_size)
+        return torch.arange(total).view(steps, 1, batch_size).expand(steps, len(seeds), batch_size)
+    orders = {}
+    for seed in dict.fromkeys(seeds):
+        gen = torch.Generator().manual_seed(seed)
+        epochs = -(-total // n)
+        orders[seed] = torch.cat([torch.randperm(n, generator=gen) for _ in range(epochs)])[:total]
+    return torch.stack([orders[s] for s in seeds], 1).view(steps, batch_size, len(seeds)).transpose(1, 2)

@@ -1,8 +1,10 @@
-"""Models of y = X w + b: three gradient-trained ones and two solvers.
+"""Models of y = X w + b: three gradient-trained ones and two solvers, all over R replicates.
 
-Every gradient model has the same face for the training loop: `step(X, y)` does one
-optimizer step and returns the batch loss as a 0-dim tensor (still on the device),
-`loss(X, y)` evaluates without training, `params()` returns (w, b).
+Parameters are batched: w is (R, d) and b is (R,). Every gradient model has the same face
+for the training loop: `step(X, y)` does one optimizer step on batches X (R, m, d), y (R, m)
+and returns the R batch losses (still on the device), `loss(X, y)` evaluates without
+training, `params()` returns (w, b). The optimizers update each element on its own, so
+one batched step is exactly R separate ones.
 """
 
 from __future__ import annotations
@@ -22,48 +24,78 @@ def loss_scale(loss: Loss) -> float:
     return 0.5 if loss is Loss.half_mse else 1.0
 
 
+def affine(X: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Predictions (R, m) for inputs X (R, m, d), or X (m, d) shared by every replicate."""
+    if X.dim() == 2:
+        return w @ X.T + b[:, None]
+    return torch.bmm(X, w.unsqueeze(-1)).squeeze(-1) + b[:, None]
+
+
 def mean_loss(y_hat: torch.Tensor, y: torch.Tensor, loss: Loss) -> torch.Tensor:
-    """The per-sample loss averaged over the batch: what `train/loss` and `test/loss` report."""
-    return loss_scale(loss) * (y_hat - y).square().mean()
+    """The per-sample loss averaged over the batch, per replicate: what `train/loss` reports."""
+    return loss_scale(loss) * (y_hat - y).square().mean(-1)
 
 
 def objective(y_hat: torch.Tensor, y: torch.Tensor, cfg: GradientModelConfig) -> torch.Tensor:
-    """The loss the optimizer follows: mean or sum over the batch, as configured."""
+    """The loss the optimizer follows, per replicate: mean or sum over the batch, as configured."""
     sq = (y_hat - y).square()
-    return loss_scale(cfg.loss) * (sq.mean() if cfg.reduction is Reduction.mean else sq.sum())
+    return loss_scale(cfg.loss) * (sq.mean(-1) if cfg.reduction is Reduction.mean else sq.sum(-1))
 
 
 def _reported(obj: torch.Tensor, m: int, cfg: GradientModelConfig) -> torch.Tensor:
     return obj.detach() / m if cfg.reduction is Reduction.sum else obj.detach()
 
 
+class ReplicatedLinear(torch.nn.Module):
+    """R independent nn.Linear(d, 1) layers as one module: weight (R, d), bias (R,)."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor, fit_intercept: bool):
+        super().__init__()
+        self.weight = torch.nn.Parameter(w.clone())
+        self.bias = torch.nn.Parameter(b.clone()) if fit_intercept else None
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        b = self.bias if self.bias is not None else torch.zeros(len(self.weight), dtype=X.dtype, device=X.device)
+        return affine(X, self.weight, b)
+
+
 class LinearModel:
-    """nn.Linear + autograd + torch.optim (also the no-intercept variant, bias=False)."""
+    """nn.Linear + autograd + torch.optim (R independent layers when replicated; bias=False without intercept)."""
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor, cfg: GradientModelConfig, lr: float, opt: OptimizerConfig):
-        self.cfg = cfg
-        self.net = torch.nn.Linear(len(w), 1, bias=cfg.fit_intercept, device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            self.net.weight.copy_(w.view(1, -1))
-            if cfg.fit_intercept:
-                self.net.bias.copy_(b.view(1))
+        self.cfg, self.replicated = cfg, len(w) > 1
+        if self.replicated:
+            self.net = ReplicatedLinear(w, b, cfg.fit_intercept)
+        else:
+            self.net = torch.nn.Linear(w.shape[1], 1, bias=cfg.fit_intercept, device=w.device, dtype=w.dtype)
+            with torch.no_grad():
+                self.net.weight.copy_(w)
+                if cfg.fit_intercept:
+                    self.net.bias.copy_(b)
         self.opt = build_torch_optimizer(self.net.parameters(), lr, opt)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        if self.replicated:
+            return self.net(X)
+        out = self.net(X).squeeze(-1)  # (1, m) from (1, m, d); (m,) from (m, d)
+        return out if X.dim() == 3 else out.unsqueeze(0)
 
     def step(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.opt.zero_grad(set_to_none=True)
-        obj = objective(self.net(X).squeeze(-1), y, self.cfg)
-        obj.backward()
+        obj = objective(self.forward(X), y, self.cfg)
+        obj.sum().backward()  # replicates share no parameter: each gets its own gradient
         self.opt.step()
-        return _reported(obj, len(y), self.cfg)
+        return _reported(obj, y.shape[-1], self.cfg)
 
     @torch.no_grad()
     def loss(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return mean_loss(self.net(X).squeeze(-1), y, self.cfg.loss)
+        return mean_loss(self.forward(X), y, self.cfg.loss)
 
     def params(self) -> tuple[torch.Tensor, torch.Tensor]:
-        w = self.net.weight.detach().view(-1)
-        b = self.net.bias.detach()[0] if self.cfg.fit_intercept else torch.zeros((), dtype=w.dtype, device=w.device)
-        return w.clone(), b.clone()
+        w = self.net.weight.detach().view(-1, self.net.weight.shape[-1]).clone()
+        bias = self.net.bias
+        b = bias.detach().view(-1).clone() if bias is not None else torch.zeros(len(w), dtype=w.dtype, device=w.device)
+        return w, b
 
 
 class ScratchModel:
@@ -76,19 +108,19 @@ class ScratchModel:
         self.update = build_update(lr, opt)
 
     def step(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        obj = objective(X @ self.w + self.b, y, self.cfg)
-        obj.backward()
+        obj = objective(affine(X, self.w, self.b), y, self.cfg)
+        obj.sum().backward()
         with torch.no_grad():
             self.update(0, self.w, self.w.grad)
             self.w.grad = None
             if self.cfg.fit_intercept:
                 self.update(1, self.b, self.b.grad)
                 self.b.grad = None
-        return _reported(obj, len(y), self.cfg)
+        return _reported(obj, y.shape[-1], self.cfg)
 
     @torch.no_grad()
     def loss(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return mean_loss(X @ self.w + self.b, y, self.cfg.loss)
+        return mean_loss(affine(X, self.w, self.b), y, self.cfg.loss)
 
     def params(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.w.detach().clone(), self.b.detach().clone()
@@ -103,23 +135,24 @@ class ManualModel:
         self.update = build_update(lr, opt)
 
     def gradients(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return (objective, grad_w, grad_b) of the configured loss, derived by hand."""
-        r = X @ self.w + self.b - y
+        """Return (objective, grad_w, grad_b) per replicate, derived by hand."""
+        r = affine(X, self.w, self.b) - y  # (R, m)
         c = loss_scale(self.cfg.loss)
         mean = self.cfg.reduction is Reduction.mean
-        k = 2 * c / len(y) if mean else 2 * c
-        obj = c * (r.square().mean() if mean else r.square().sum())
-        return obj, k * (X.T @ r), k * r.sum()
+        k = 2 * c / y.shape[-1] if mean else 2 * c
+        obj = c * (r.square().mean(-1) if mean else r.square().sum(-1))
+        grad_w = k * torch.bmm(r.unsqueeze(1), X).squeeze(1)
+        return obj, grad_w, k * r.sum(-1)
 
     def step(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         obj, grad_w, grad_b = self.gradients(X, y)
         self.update(0, self.w, grad_w)
         if self.cfg.fit_intercept:
             self.update(1, self.b, grad_b)
-        return _reported(obj, len(y), self.cfg)
+        return _reported(obj, y.shape[-1], self.cfg)
 
     def loss(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return mean_loss(X @ self.w + self.b, y, self.cfg.loss)
+        return mean_loss(affine(X, self.w, self.b), y, self.cfg.loss)
 
     def params(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.w.clone(), self.b.clone()
@@ -140,12 +173,12 @@ def build_model(w: torch.Tensor, b: torch.Tensor, cfg: GradientModelConfig, lr: 
 
 @dataclass
 class GridResult:
-    """The grid of w values tried, the cost of each, and the best (w, b)."""
+    """The grid of w values tried, the cost of each (per replicate), and the best (w, b) of each."""
 
     grid: torch.Tensor  # (G, d)
-    costs: torch.Tensor  # (G,)
-    w: torch.Tensor
-    b: torch.Tensor
+    costs: torch.Tensor  # (R, G)
+    w: torch.Tensor  # (R, d)
+    b: torch.Tensor  # (R,)
 
 
 def grid_values(cfg: GridConfig) -> torch.Tensor:
@@ -157,22 +190,32 @@ def grid_values(cfg: GridConfig) -> torch.Tensor:
 def grid_search(X: torch.Tensor, y: torch.Tensor, cfg: GridConfig) -> GridResult:
     """Evaluate the loss at every grid point (every feature over the same values) and keep the best."""
     X, y = X.double().cpu(), y.double().cpu()
-    axes = [grid_values(cfg)] * X.shape[1]
-    grid = torch.cartesian_prod(*axes).view(-1, X.shape[1])
-    residual = X @ grid.T - y[:, None]  # (n, G)
-    b = -residual.mean(0) if cfg.fit_intercept else torch.zeros(len(grid), dtype=torch.float64)
-    costs = loss_scale(cfg.loss) * (residual + b).square().mean(0)
-    best = int(torch.argmin(costs))
-    return GridResult(grid, costs, grid[best], b[best])
+    d = X.shape[-1]
+    grid = torch.cartesian_prod(*[grid_values(cfg)] * d).view(-1, d)
+    residual = X @ grid.T - y.unsqueeze(-1)  # (R, n, G)
+    b = -residual.mean(1) if cfg.fit_intercept else torch.zeros(residual.shape[0], len(grid), dtype=torch.float64)
+    costs = loss_scale(cfg.loss) * (residual + b.unsqueeze(1)).square().mean(1)  # (R, G)
+    best = torch.argmin(costs, 1)
+    return GridResult(grid, costs, grid[best], b.gather(1, best[:, None]).squeeze(1))
 
 
 def closed_form(X: torch.Tensor, y: torch.Tensor, cfg: ClosedFormConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The least-squares (w, b) of this data: no optimizer at all."""
-    return least_squares(X, y, cfg.fit_intercept)
+    """The least-squares (ridge, with weight_decay) (w, b) of each replicate's data: no optimizer at all."""
+    n = X.shape[-2]
+    # loss c * mean(r^2) + wd / 2 * |theta|^2 is least squares with penalty n * wd / (2 c) on every parameter
+    penalty = n * cfg.weight_decay / (2 * loss_scale(cfg.loss))
+    return least_squares(X, y, cfg.fit_intercept, penalty)
 
 
-def init_params(cfg: GradientModelConfig, d: int, seed: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Initial (w, b) from the init generator, the same for every model so runs compare fairly."""
+def init_params(cfg: GradientModelConfig, d: int, seeds: list[int],
+                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Initial (w, b) of each replicate, the same for every model so runs compare fairly."""
+    pairs = [init_one(cfg, d, seed, dtype) for seed in seeds]
+    return torch.stack([w for w, _ in pairs]), torch.stack([b for _, b in pairs])
+
+
+def init_one(cfg: GradientModelConfig, d: int, seed: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Initial (w, b) from one init seed."""
     gen = torch.Generator().manual_seed(seed)
     b = torch.zeros((), dtype=dtype)
     if cfg.init is Init.normal:

@@ -21,16 +21,16 @@ PROGRESS_AFTER_S = 2.0  # jobs shorter than this draw no progress bar
 
 @dataclass
 class TrainResult:
-    """What came back from the device at the end of training."""
+    """What came back from the device at the end of training, per replicate (NaN after divergence)."""
 
-    train_loss: np.ndarray  # batch loss of step 1..n (n = steps done before any divergence)
-    eval_steps: np.ndarray  # steps (0 = before training) at which the model was evaluated
-    test_loss: np.ndarray
-    full_loss: np.ndarray  # loss on the whole training set at the same steps (empty if streaming)
-    w: torch.Tensor
-    b: torch.Tensor
+    train_loss: np.ndarray  # (steps done, R): batch loss of step 1..n
+    eval_steps: np.ndarray  # (k,) steps (0 = before training) at which the model was evaluated
+    test_loss: np.ndarray  # (k, R)
+    full_loss: np.ndarray  # (k, R): loss on each replicate's whole training set
+    w: torch.Tensor  # (R, d)
+    b: torch.Tensor  # (R,)
     seconds: float
-    diverged_step: int | None  # first step whose loss or parameters were not finite
+    diverged_at: np.ndarray  # (R,) first step whose loss or parameters were not finite; 0 = never
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C or SIGTERM stopped the loop early
 
 
@@ -39,21 +39,27 @@ def evaluation_steps(steps: int, every: int) -> list[int]:
     return sorted(set(range(0, steps + 1, every)) | {steps})
 
 
-def batch_at(data: Dataset, idx: torch.Tensor | None, t: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The t-th batch (0-based); the whole training set when idx is None."""
+def batch_at(data: Dataset, idx: torch.Tensor | None, rows: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The t-th batch of every replicate (0-based), (R, m, d) and (R, m); whole sets when idx is None."""
     if idx is None:
         return data.X, data.y
-    rows = idx[t]
-    return data.X[rows], data.y[rows]
+    cols = idx[t]  # (R, m)
+    return data.X[rows, cols], data.y[rows, cols]
 
 
-def first_bad_step(losses: torch.Tensor, start: int, end: int, model) -> int | None:
-    """1-based step of the first non-finite loss in [start, end), or end if only the parameters broke."""
-    bad = ~torch.isfinite(losses[start:end])
-    if bool(bad.any()):  # host sync, once per chunk
-        return start + int(bad.nonzero()[0]) + 1
+def mark_divergence(losses: torch.Tensor, start: int, end: int, model, diverged_at: np.ndarray) -> None:
+    """Record, per replicate, the first step in [start, end) with a non-finite loss (or end, if only
+    the parameters broke). One host sync per chunk of steps."""
+    bad = ~torch.isfinite(losses[start:end])  # (L, R)
     w, b = model.params()
-    return None if bool(torch.isfinite(w).all() and torch.isfinite(b)) else end
+    broken = ~(torch.isfinite(w).all(1) & torch.isfinite(b))
+    any_bad = (bad.any(0) | broken).cpu().numpy()
+    if not any_bad.any():
+        return
+    first = (bad.int().argmax(0) + 1 + start).cpu().numpy()
+    first = np.where(bad.any(0).cpu().numpy(), first, end)
+    fresh = any_bad & (diverged_at == 0)
+    diverged_at[fresh] = first[fresh]
 
 
 def show_progress(done: int, steps: int, elapsed: float) -> None:
@@ -67,49 +73,58 @@ def show_progress(done: int, steps: int, elapsed: float) -> None:
     sys.stderr.flush()
 
 
-def train(model, data: Dataset, idx: torch.Tensor | None, steps: int, eval_every: int, streaming: bool) -> TrainResult:
-    """Run `steps` optimizer steps, evaluating every `eval_every`; stop early on divergence."""
-    device = data.X.device
-    losses = torch.empty(steps, device=device, dtype=data.X.dtype)
+def train(model, data: Dataset, idx: torch.Tensor | None, steps: int, eval_every: int) -> TrainResult:
+    """Run `steps` optimizer steps on all replicates, evaluating every `eval_every`; stop early
+    once every replicate has diverged, or on Ctrl-C/SIGTERM (keeping what was done)."""
+    device, R = data.X.device, data.X.shape[0]
+    rows = torch.arange(R, device=device)[:, None]
+    losses = torch.empty(steps, R, device=device, dtype=data.X.dtype)
     evals = evaluation_steps(steps, eval_every)
-    test = torch.empty(len(evals), device=device, dtype=data.X.dtype)
-    full = torch.empty(len(evals), device=device, dtype=data.X.dtype)
-    k, diverged, interrupted, done = 0, None, None, 0
+    test = torch.empty(len(evals), R, device=device, dtype=data.X.dtype)
+    full = torch.empty(len(evals), R, device=device, dtype=data.X.dtype)
+    diverged_at = np.zeros(R, dtype=np.int64)
+    k, interrupted, done = 0, None, 0
     start = drawn = time.perf_counter()
     try:
         for t in range(steps + 1):
             if t == evals[k]:  # evaluation after t steps
                 test[k] = model.loss(data.X_test, data.y_test)
-                if not streaming:  # a stream has no fixed training set to score
-                    full[k] = model.loss(data.X, data.y)
+                full[k] = model.loss(data.X, data.y)
                 k += 1
             if t == steps:
                 break
-            X, y = batch_at(data, idx, t)
+            X, y = batch_at(data, idx, rows, t)
             losses[t] = model.step(X, y)
             done = t + 1
             if done % CHUNK == 0 or done == steps:
-                diverged = first_bad_step(losses, (t // CHUNK) * CHUNK, done, model)
-                elapsed = time.perf_counter() - start
-                if diverged is not None:
+                mark_divergence(losses, (t // CHUNK) * CHUNK, done, model, diverged_at)
+                if diverged_at.all():
                     break
+                elapsed = time.perf_counter() - start
                 if elapsed > PROGRESS_AFTER_S and (start + elapsed - drawn > 0.5 or done == steps):
                     show_progress(done, steps, elapsed)
                     drawn = start + elapsed
     except KeyboardInterrupt as err:  # keep what was computed: the job logs it, then ends KILLED
         interrupted = err
-        diverged = first_bad_step(losses, (done // CHUNK) * CHUNK, done, model) if done else None
+        if done:
+            mark_divergence(losses, (done - 1) // CHUNK * CHUNK, done, model, diverged_at)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    n_ok = done if diverged is None else diverged - 1
-    test_np, full_np = test[:k].cpu().numpy(), full[:k].cpu().numpy()
-    keep = np.isfinite(test_np) & (np.array(evals[:k]) < (diverged or done + 1))
+    return collect(losses[:done], test[:k], full[:k], evals[:k], model, seconds, diverged_at, interrupted)
+
+
+def collect(losses, test, full, evals, model, seconds, diverged_at, interrupted) -> TrainResult:
+    """Bring the results to the host once, blanking (NaN) every value at or after a replicate diverged."""
+    end = np.where(diverged_at > 0, diverged_at, np.iinfo(np.int64).max)
+    train_np = losses.cpu().double().numpy()
+    steps = np.arange(1, len(train_np) + 1)[:, None]
+    train_np[steps >= end] = np.nan
+    eval_steps = np.array(evals, dtype=np.int64)
+    late = eval_steps[:, None] >= end
+    test_np, full_np = test.cpu().double().numpy(), full.cpu().double().numpy()
+    test_np[late], full_np[late] = np.nan, np.nan
+    last = int(diverged_at.max()) - 1 if diverged_at.all() else len(train_np)  # drop steps no replicate survived
     w, b = model.params()
-    return TrainResult(
-        train_loss=losses[:n_ok].cpu().numpy(),
-        eval_steps=np.array(evals[:k])[keep],
-        test_loss=test_np[keep],
-        full_loss=np.empty(0) if streaming else full_np[keep],
-        w=w.cpu(), b=b.cpu(), seconds=seconds, diverged_step=diverged, interrupted=interrupted,
-    )
+    return TrainResult(train_np[:last], eval_steps, test_np, full_np, w.cpu(), b.cpu(), seconds, diverged_at,
+                       interrupted)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from linreg_lab import job
+from linreg_lab import fitting
 from linreg_lab.analysis import least_squares
 from linreg_lab.config import GradientModelConfig, Loss, Reduction
 from linreg_lab.models import ManualModel, grid_search
@@ -24,12 +24,13 @@ def test_noiseless_data_recovers_w_and_b(model: str, optimizer: str) -> None:
     extra = ["data.true_b=0"] if model == "no_intercept" else []
     cfg = compose_config(f"model={model}", f"optimizer={optimizer}", f"lr={LR[optimizer]}", "noise=0",
                          "steps=1000", "device=cpu", *extra)
-    data = job.load_data(cfg)
-    fit = job.fit_gradient(cfg, data, torch.device("cpu"))
-    errors = job.score(cfg, data, fit)
+    data = fitting.load_data(cfg)
+    fit = fitting.fit_gradient(cfg, data, torch.device("cpu"))
+    errors, _ = fitting.score(cfg, data, fit)
     assert errors["w_error/l2"] < RECOVERY_TOL
     assert abs(errors["b_error"]) < RECOVERY_TOL
     assert fit.histories["train/loss"][1][-1] < fit.histories["train/loss"][1][0] * 1e-6
+    assert fit.w.shape == (1, 2) and fit.curves.shape == (1000, 1)
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
@@ -40,52 +41,53 @@ def test_closed_form_equals_numpy_lstsq(fit_intercept: bool) -> None:
     A = np.c_[X, np.ones(200)] if fit_intercept else X
     ref = np.linalg.lstsq(A, y, rcond=None)[0]
     w, b = least_squares(torch.from_numpy(X), torch.from_numpy(y), fit_intercept)
-    assert np.allclose(w.numpy(), ref[:4], atol=1e-6, rtol=0)
-    assert abs(float(b) - (ref[4] if fit_intercept else 0.0)) < 1e-6
+    assert np.allclose(w.numpy()[0], ref[:4], atol=1e-6, rtol=0)
+    assert abs(float(b[0]) - (ref[4] if fit_intercept else 0.0)) < 1e-6
 
 
 def test_closed_form_model_run_matches_numpy() -> None:
     cfg = compose_config("model=closed_form", "noise=0.5", "device=cpu")
-    data = job.load_data(cfg)
-    fit = job.fit_solver(cfg, data)
-    X, y = data.X.double().numpy(), data.y.double().numpy()
+    data = fitting.load_data(cfg)
+    fit = fitting.fit_solver(cfg, data)
+    X, y = data.X[0].double().numpy(), data.y[0].double().numpy()
     ref = np.linalg.lstsq(np.c_[X, np.ones(len(X))], y, rcond=None)[0]
-    assert np.allclose(fit.w.numpy(), ref[:-1], atol=1e-6) and abs(float(fit.b) - ref[-1]) < 1e-6
-    assert job.score(cfg, data, fit)["ols/w_gap_l2"] < 1e-9
+    assert np.allclose(fit.w.numpy()[0], ref[:-1], atol=1e-6) and abs(float(fit.b[0]) - ref[-1]) < 1e-6
+    assert fitting.score(cfg, data, fit)[0]["ols/w_gap_l2"] < 1e-9
 
 
 @pytest.mark.parametrize("loss", list(Loss))
 @pytest.mark.parametrize("reduction", list(Reduction))
 def test_manual_gradients_equal_autograd(loss: Loss, reduction: Reduction) -> None:
     gen = torch.Generator().manual_seed(1)
-    X, y = torch.randn(16, 3, generator=gen, dtype=torch.float64), torch.randn(16, generator=gen, dtype=torch.float64)
-    w, b = torch.randn(3, generator=gen, dtype=torch.float64), torch.tensor(0.3, dtype=torch.float64)
+    X = torch.randn(1, 16, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(1, 16, generator=gen, dtype=torch.float64)
+    w, b = torch.randn(1, 3, generator=gen, dtype=torch.float64), torch.tensor([0.3], dtype=torch.float64)
     cfg = GradientModelConfig(name="manual", loss=loss, reduction=reduction)
     model = ManualModel(w, b, cfg, 0.1, compose_config("optimizer=sgd").optimizer)
     obj, grad_w, grad_b = model.gradients(X, y)
     wa, ba = w.clone().requires_grad_(True), b.clone().requires_grad_(True)
-    sq = (X @ wa + ba - y).square()
+    sq = (X[0] @ wa[0] + ba[0] - y[0]).square()
     ref = (0.5 if loss is Loss.half_mse else 1.0) * (sq.mean() if reduction is Reduction.mean else sq.sum())
     ref.backward()
-    assert torch.allclose(obj, ref.detach())
+    assert torch.allclose(obj[0], ref.detach())
     assert torch.allclose(grad_w, wa.grad, atol=1e-12) and torch.allclose(grad_b, ba.grad, atol=1e-12)
 
 
 def test_grid_finds_w_2_on_the_tutorial_data() -> None:
     cfg = compose_config("experiment=grid_search")
-    data = job.load_data(cfg)
-    assert data.X[:, 0].tolist() == [1.0, 2.0, 3.0] and data.y.tolist() == [2.0, 4.0, 6.0]
+    data = fitting.load_data(cfg)
+    assert data.X[0, :, 0].tolist() == [1.0, 2.0, 3.0] and data.y[0].tolist() == [2.0, 4.0, 6.0]
     result = grid_search(data.X, data.y, cfg.model)
     assert len(result.grid) == 41  # 0.0, 0.1, ..., 4.0
-    assert abs(float(result.w[0]) - 2.0) < 1e-12 and float(result.b) == 0.0
-    costs = result.costs.numpy()  # a parabola: mean((w - 2)^2 x^2) = (w - 2)^2 * 14 / 3
+    assert abs(float(result.w[0, 0]) - 2.0) < 1e-12 and float(result.b[0]) == 0.0
+    costs = result.costs[0].numpy()  # a parabola: mean((w - 2)^2 x^2) = (w - 2)^2 * 14 / 3
     assert np.allclose(costs, (result.grid[:, 0].numpy() - 2) ** 2 * 14 / 3)
 
 
 def test_same_config_same_numbers() -> None:
     cfg = compose_config("optimizer=adam", "lr=0.01", "steps=300", "device=cpu")
-    runs = [job.fit_gradient(cfg, job.load_data(cfg), torch.device("cpu")) for _ in range(2)]
-    assert np.array_equal(runs[0].curve, runs[1].curve) and torch.equal(runs[0].w, runs[1].w)
+    runs = [fitting.fit_gradient(cfg, fitting.load_data(cfg), torch.device("cpu")) for _ in range(2)]
+    assert np.array_equal(runs[0].curves, runs[1].curves) and torch.equal(runs[0].w, runs[1].w)
     other = compose_config("optimizer=adam", "lr=0.01", "steps=300", "device=cpu", "seed=1")
-    assert not np.array_equal(job.fit_gradient(other, job.load_data(other), torch.device("cpu")).curve,
-                              runs[0].curve)
+    assert not np.array_equal(fitting.fit_gradient(other, fitting.load_data(other), torch.device("cpu")).curves,
+                              runs[0].curves)

@@ -1,0 +1,147 @@
+"""From a checked config to numbers: draw the replicates' data, fit (train or solve), and score."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from linreg_lab import analysis
+from linreg_lab.config import RunConfig
+from linreg_lab.data import Dataset, batch_indices, make_dataset, noise_moments, replicate_seed
+from linreg_lab.models import affine, build_model, closed_form, grid_search, init_params, loss_scale, mean_loss
+from linreg_lab.train import train
+
+HISTORY_POINTS = 5000  # train/loss is logged at every step up to this many steps, thinned above
+
+
+@dataclass
+class Fit:
+    """Everything a job measured, ready to log; per-replicate arrays have R rows."""
+
+    w: torch.Tensor  # (R, d), NaN rows for diverged replicates
+    b: torch.Tensor  # (R,)
+    histories: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    finals: dict[str, float] = field(default_factory=dict)
+    curves: np.ndarray = field(default_factory=lambda: np.empty((0, 1)))  # (steps, R) batch losses
+    w_init: np.ndarray = field(default_factory=lambda: np.empty(0))
+    b_init: np.ndarray = field(default_factory=lambda: np.empty(0))
+    grid: tuple[np.ndarray, np.ndarray] | None = None  # (G, d) values, (G,) mean cost
+    full_curve: tuple[np.ndarray, np.ndarray] | None = None  # eval steps, mean full-data loss
+    diverged_at: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    steps_done: int = 0
+    interrupted: KeyboardInterrupt | None = None
+
+    @property
+    def diverged_step(self) -> int | None:
+        hit = self.diverged_at[self.diverged_at > 0]
+        return int(hit.min()) if len(hit) else None
+
+
+def seeds(cfg: RunConfig, stream: str, base: int) -> list[int]:
+    """The seed of `stream` (data, init or order) for each replicate."""
+    return [replicate_seed(base, r, stream in cfg.replicate_over) for r in range(cfg.replicates)]
+
+
+def load_data(cfg: RunConfig) -> Dataset:
+    """Each replicate's dataset; a stream holds every sample its steps will draw."""
+    n = cfg.steps * cfg.batch_size if cfg.data.streaming else cfg.data.n_train
+    return make_dataset(cfg.data, cfg.noise, n, seeds(cfg, "data", cfg.data_seed), getattr(torch, cfg.dtype))
+
+
+def history(steps: np.ndarray, per_replicate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over the replicates still finite at each step; steps where none is are dropped."""
+    alive = np.isfinite(per_replicate).any(1)
+    with np.errstate(all="ignore"):
+        return steps[alive], np.nanmean(per_replicate[alive], 1)
+
+
+def loss_histories(res, replicated: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """train/loss (every step up to HISTORY_POINTS, thinned above), quantiles, test and full-data losses."""
+    steps = np.arange(1, len(res.train_loss) + 1)
+    thin = max(1, -(-len(steps) // HISTORY_POINTS))
+    keep = np.unique(np.r_[steps[::thin] - 1, len(steps) - 1]) if len(steps) else np.empty(0, int)
+    out = {"train/loss": history(steps[keep], res.train_loss[keep]),
+           "test/loss": history(res.eval_steps, res.test_loss),
+           "train/full_loss": history(res.eval_steps, res.full_loss)}
+    if replicated:
+        alive = np.isfinite(res.train_loss[keep]).any(1)
+        for q in (10, 90):
+            out[f"train/loss_p{q}"] = (steps[keep][alive], np.nanpercentile(res.train_loss[keep][alive], q, 1))
+    return out
+
+
+def fit_gradient(cfg: RunConfig, data: Dataset, device: torch.device) -> Fit:
+    """Train a gradient model on all replicates at once with the shared loop."""
+    w0, b0 = init_params(cfg.model, data.X.shape[-1], seeds(cfg, "init", cfg.init_seed), data.X.dtype)
+    model = build_model(w0.to(device), b0.to(device), cfg.model, cfg.lr, cfg.optimizer)
+    idx = batch_indices(data.X.shape[1], cfg.batch_size, cfg.steps, cfg.data.streaming,
+                        seeds(cfg, "order", cfg.order_seed))
+    res = train(model, data.to(device), None if idx is None else idx.to(device), cfg.steps, cfg.eval_every)
+    histories = loss_histories(res, cfg.replicates > 1)
+    fit = Fit(res.w, res.b, histories, curves=res.train_loss, w_init=w0.numpy(), b_init=b0.numpy(),
+              full_curve=histories["train/full_loss"], diverged_at=res.diverged_at,
+              steps_done=len(res.train_loss), interrupted=res.interrupted)
+    fit.finals = {"time/train_s": res.seconds, "diverged": float(fit.diverged_step is not None),
+                  "diverged_fraction": float((res.diverged_at > 0).mean())}
+    if fit.diverged_step is not None:
+        fit.finals["diverged_step"] = float(fit.diverged_step)
+    return fit
+
+
+def fit_solver(cfg: RunConfig, data: Dataset) -> Fit:
+    """closed_form or grid: no optimizer, no loop."""
+    start = time.perf_counter()
+    if cfg.model.name == "closed_form":
+        fit = Fit(*closed_form(data.X, data.y, cfg.model))
+    else:
+        g = grid_search(data.X, data.y, cfg.model)
+        costs = g.costs.mean(0).numpy()
+        fit = Fit(g.w, g.b, grid=(g.grid.numpy(), costs))
+        fit.histories["grid/cost"] = (np.arange(len(costs)), costs)
+    fit.finals = {"time/train_s": time.perf_counter() - start, "diverged": 0.0, "diverged_fraction": 0.0}
+    X, y = data.X.double(), data.y.double()
+    for key, value in (("train/full_loss", mean_loss(affine(X, fit.w, fit.b), y, cfg.model.loss)),
+                       ("test/loss", mean_loss(affine(data.X_test.double(), fit.w, fit.b), data.y_test.double(),
+                                               cfg.model.loss))):
+        fit.histories[key] = (np.array([0]), np.array([float(value.mean())]))
+    fit.full_curve = fit.histories["train/full_loss"]
+    return fit
+
+
+def curvature(cfg: RunConfig, n: int) -> float:
+    """Factor turning A^T A into the Hessian of the objective the optimizer follows."""
+    c = loss_scale(cfg.model.loss)
+    if getattr(cfg.model, "reduction", None) is not None and cfg.model.reduction.value == "sum":
+        return 2 * c * (cfg.batch_size or n) / n
+    return 2 * c / n
+
+
+def score(cfg: RunConfig, data: Dataset, fit: Fit) -> tuple[dict[str, float], dict[str, str]]:
+    """Final metrics and tags: errors (mean over finite replicates), est/, pred/, theory/, ttt/."""
+    ok = torch.isfinite(fit.w.double()).all(1) & torch.isfinite(fit.b.double())
+    w, b = fit.w.double().cpu()[ok], fit.b.double().cpu()[ok]
+    w_ols, b_ols = analysis.least_squares(data.X, data.y, cfg.model.fit_intercept)
+    X, y = data.X.double().cpu(), data.y.double().cpu()
+    ols_loss = mean_loss(affine(X, w_ols, b_ols), y, cfg.model.loss)
+    noise_mean, noise_var = noise_moments(cfg.data, cfg.noise)
+    out = {"ols/loss": float(ols_loss.mean()), "est/finite_replicates": float(ok.sum())}
+    out.update(analysis.theory_metrics(data.X, cfg.model.fit_intercept, noise_var, curvature(cfg, X.shape[1])))
+    if len(w):
+        out.update(analysis.parameter_errors(w, b, cfg.data.true_w, cfg.data.true_b, w_ols[ok], b_ols[ok]))
+        out.update(analysis.estimation_metrics(w, b, cfg.data.true_w, cfg.data.true_b, w_ols[ok]))
+        X_grid = data.X_test.double().cpu()
+        f_grid = X_grid @ torch.tensor(cfg.data.true_w, dtype=torch.float64) + cfg.data.true_b + noise_mean
+        out.update(analysis.prediction_metrics(w, b, X_grid, f_grid, data.y_test.double().cpu(), noise_var))
+        for x in cfg.data.predict_at:
+            out[f"predict/{x:g}"] = float((w[:, 0] * x + b).mean())
+    if fit.full_curve is not None and len(fit.full_curve[0]) and not cfg.is_solver:
+        per_step = fit.finals["time/train_s"] / max(fit.steps_done, 1)
+        out.update(analysis.time_to_target(fit.full_curve[0], fit.full_curve[1], out["ols/loss"], cfg.target_rel,
+                                           cfg.batch_size or X.shape[1], per_step, cfg.steps))
+    momentum = getattr(cfg.optimizer, "momentum", 0.0) if cfg.optimizer.name == "momentum" else 0.0
+    verdict = "n/a" if cfg.is_solver else analysis.stability_verdict(
+        cfg.optimizer.name, cfg.lr, momentum, out["theory/lr_max"], fit.diverged_step is not None)
+    return out, {"stability": verdict}
