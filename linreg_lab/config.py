@@ -73,6 +73,7 @@ class DataConfig:
     x_high: float = 1.0
     noise_dist: NoiseDist = NoiseDist.gaussian
     streaming: bool = False  # fresh samples every step instead of a fixed training set
+    fixed_design: bool = False  # replicates share replicate 0's X and redraw only the noise
     predict_at: list[float] = field(default_factory=list)  # x values (1 feature) to log predictions for
 
 

@@ -59,9 +59,10 @@ def noise_moments(cfg: DataConfig, noise: float) -> tuple[float, float]:
     return noise / 2, noise**2 / 12
 
 
-def synthetic_data(cfg: DataConfig, noise: float, n: int, gen: torch.Generator, dtype: torch.dtype):
-    """Return (X, y) with y = X w + b + noise."""
-    X = sample_x(cfg, n, gen, dtype)
+def synthetic_data(cfg: DataConfig, noise: float, n: int, gen: torch.Generator, dtype: torch.dtype,
+                   X: torch.Tensor | None = None):
+    """Return (X, y) with y = X w + b + noise; X is drawn unless given (a fixed design)."""
+    X = sample_x(cfg, n, gen, dtype) if X is None else X
     w = torch.tensor(cfg.true_w, dtype=dtype)
     y = X @ w + cfg.true_b + sample_noise(cfg, noise, n, gen, dtype)
     return X, y
@@ -73,8 +74,9 @@ def make_dataset(cfg: DataConfig, noise: float, n_train: int, seeds: list[int], 
     for seed in seeds:
         if seed not in drawn:
             gen = torch.Generator().manual_seed(seed)
-            drawn[seed] = (*synthetic_data(cfg, noise, n_train, gen, dtype), *synthetic_data(cfg, noise, cfg.n_test,
-                                                                                            gen, dtype))
+            design = drawn[seeds[0]][0] if cfg.fixed_design and drawn else None  # only the noise is redrawn
+            drawn[seed] = (*synthetic_data(cfg, noise, n_train, gen, dtype, design),
+                           *synthetic_data(cfg, noise, cfg.n_test, gen, dtype))
     X = torch.stack([drawn[s][0] for s in seeds])
     y = torch.stack([drawn[s][1] for s in seeds])
     return Dataset(X, y, drawn[seeds[0]][2], drawn[seeds[0]][3])

@@ -134,8 +134,8 @@ def log_metrics(client: MlflowClient, run_id: str, histories: dict[str, tuple[np
                 finals: dict[str, float], final_step: int) -> None:
     """Log histories (key -> (steps, values)) and final values in log_batch calls of <= 1000 metrics."""
     now = int(time.time() * 1000)
-    metrics = [Metric(key, float(v), now, int(s))
-               for key, (steps, values) in histories.items() for s, v in zip(steps, values)]
+    metrics = [Metric(key, float(v), now, int(s))  # NaN/inf never reach the store (inf would read 1.8e308)
+               for key, (steps, values) in histories.items() for s, v in zip(steps, values) if np.isfinite(v)]
     metrics += [Metric(key, float(v), now, final_step) for key, v in finals.items() if np.isfinite(v)]
     for i in range(0, len(metrics), METRICS_PER_CALL):
         client.log_batch(run_id, metrics=metrics[i:i + METRICS_PER_CALL])

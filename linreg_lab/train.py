@@ -123,7 +123,8 @@ def collect(losses, test, full, evals, model, seconds, diverged_at, interrupted)
     eval_steps = np.array(evals, dtype=np.int64)
     late = eval_steps[:, None] >= end
     test_np, full_np = test.cpu().double().numpy(), full.cpu().double().numpy()
-    test_np[late], full_np[late] = np.nan, np.nan
+    test_np[late | ~np.isfinite(test_np)] = np.nan  # an overflowing evaluation is not a value
+    full_np[late | ~np.isfinite(full_np)] = np.nan
     last = int(diverged_at.max()) - 1 if diverged_at.all() else len(train_np)  # drop steps no replicate survived
     w, b = model.params()
     return TrainResult(train_np[:last], eval_steps, test_np, full_np, w.cpu(), b.cpu(), seconds, diverged_at,
