@@ -341,9 +341,11 @@ def _check_budget(steps: int | None, epochs: int | None, batch_size: int | None,
     return epochs * per_epoch
 
 
-def resolve_tracking_uri(configured: str | None, cwd: str) -> str:
-    """MLFLOW_TRACKING_URI if set, else the config's URI, else sqlite:///mlflow.db in `cwd`."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+def resolve_tracking_uri(configured: str | None, cwd: str, env_first: bool = True) -> str:
+    """MLFLOW_TRACKING_URI if set, else the config's URI, else sqlite:///mlflow.db in `cwd`
+    (with env_first=False, an explicit `configured` URI wins over the environment)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = (env or configured) if env_first else (configured or env)
     if not uri:
         return f"sqlite:///{Path(cwd, 'mlflow.db').resolve()}"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):

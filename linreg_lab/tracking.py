@@ -146,10 +146,12 @@ def log_artifacts(client: MlflowClient, run_id: str, local_dir: Path) -> None:
     client.log_artifacts(run_id, str(local_dir))
 
 
-def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list[dict]:
-    """Every run nested under `parent_id` (all pages), as flat dicts of info, params, metrics and tags."""
+def child_runs(client: MlflowClient, experiment_id: str, parent_id: str | None) -> list[dict]:
+    """Every job run nested under `parent_id`, or every job run of the experiment when it is None
+    (all pages), as flat dicts of info, params, metrics and tags."""
+    where = f"tags.`mlflow.parentRunId` = '{parent_id}'" if parent_id else "tags.run_kind = 'job'"
     rows = []
-    for run in search_all(client, experiment_id, f"tags.`mlflow.parentRunId` = '{parent_id}'"):
+    for run in search_all(client, experiment_id, where):
         row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
                "start_time": run.info.start_time}
         row.update({f"params.{k}": v for k, v in run.data.params.items()})
@@ -157,3 +159,33 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list
         row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
         rows.append(row)
     return rows
+
+
+def experiment_id(client: MlflowClient, name: str) -> str | None:
+    """Id of experiment `name`, or None when the store has no such experiment."""
+    exp = client.get_experiment_by_name(name)
+    return exp.experiment_id if exp else None
+
+
+def latest_sweep(client: MlflowClient, experiment_id: str) -> str | None:
+    """Id of the most recently started sweep parent run."""
+    runs = client.search_runs([experiment_id], "tags.run_kind = 'sweep'", max_results=1,
+                              order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
+
+
+def run_info(client: MlflowClient, run_id: str) -> tuple[str, str]:
+    """(experiment id, run name) of a run."""
+    run = client.get_run(run_id)
+    return run.info.experiment_id, run.info.run_name
+
+
+def metric_histories(client: MlflowClient, run_ids: list[str], keys: list[str]) -> list[tuple[str, str, int, float]]:
+    """(run_id, key, step, value) for every point of `keys` in every run."""
+    return [(run_id, key, m.step, m.value) for run_id in run_ids for key in keys
+            for m in client.get_metric_history(run_id, key)]
+
+
+def attach_report(client: MlflowClient, run_id: str, out_dir: Path) -> None:
+    """Log the report files as artifacts of the sweep's parent run, under report/."""
+    client.log_artifacts(run_id, str(out_dir), artifact_path="report")
