@@ -114,10 +114,12 @@ def lr_sensitivity(runs, hist):
     """Final |w - w_true| against learning rate, a line per optimizer, diverged runs marked, 2/lambda_max."""
     if not _varied(runs, "lr"):
         return None, "nothing to show: the sweep did not vary the learning rate"
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ok = runs[runs["state"] == "finished"]
-    sns.lineplot(data=ok, x="lr", y="w_error/l2", hue="optimizer", marker="o", ax=ax, errorbar=("pi", 80))
+    ok = runs[(runs["state"] == "finished") & runs["w_error/l2"].notna()]
     bad = runs[runs["state"] == "diverged"]
+    if ok.empty and bad.empty:
+        return None, "nothing to show: no run finished"
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.lineplot(data=ok, x="lr", y="w_error/l2", hue="optimizer", marker="o", ax=ax, errorbar=("pi", 80))
     top = ok["w_error/l2"].max() if len(ok) else 1.0
     if len(bad):
         ax.scatter(bad["lr"], np.full(len(bad), top * 2), marker="x", color="r", label="diverged")

@@ -25,6 +25,10 @@ PARAMS = {  # store column -> report column
 }
 NUMERIC = ["lr", "noise", "weight_decay", "steps", "replicates", "seed", "model_weight_decay", "true_b"]
 HISTORY_KEYS = ["train/loss", "train/loss_p10", "train/loss_p90", "train/full_loss"]
+METRICS = ["train/full_loss", "w_error/l2", "b_error", "b", "ols/loss", "time/total_s", "time/train_s",
+           "theory/lr_max", "theory/w_var", "est/w_bias2", "est/w_var", "est/w_mse", "est/replicates",
+           "pred/bias2", "pred/var", "pred/test_mse", "ttt/steps", "ttt/seconds", "ttt/censored", "diverged_step",
+           "diverged_fraction"]  # always present as columns (NaN where a run has none), so figures can rely on them
 HUGE = 1e300  # MLflow stores +-inf as +-1.8e308: anything this large is not a number to plot
 
 
@@ -43,12 +47,15 @@ def tidy_runs(rows: list[dict]) -> pd.DataFrame:
         return df
     df["state"] = df.apply(state, axis=1)
     df = df.rename(columns=PARAMS).rename(columns=lambda c: c[len("metrics."):] if c.startswith("metrics.") else c)
+    for col in list(PARAMS.values()) + METRICS + ["tags.outcome", "tags.overrides", "tags.error"]:
+        if col not in df:
+            df[col] = np.nan
     for col in NUMERIC:
-        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
-    df["batch_size"] = df.get("batch_size", pd.Series(dtype=str)).astype(str)
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    df["batch_size"] = df["batch_size"].astype(str)
     df["weight_decay"] = df["weight_decay"].fillna(df["model_weight_decay"])
-    df["optimizer"] = np.where(df.get("model", "").isin(["closed_form", "grid"]), df.get("model"), df.get("optimizer"))
-    metric_cols = [c for c in df.columns if "/" in c or c in ("b", "diverged", "diverged_step")]
+    df["optimizer"] = df["optimizer"].where(~df["model"].isin(["closed_form", "grid"]), df["model"])  # solvers
+    metric_cols = [c for c in df.columns if ("/" in c and not c.startswith("tags.")) or c in METRICS]
     for col in metric_cols:
         df[col] = pd.to_numeric(df[col], errors="coerce").where(lambda v: v.abs() < HUGE)
     return df.sort_values("start_time").reset_index(drop=True)
@@ -134,7 +141,11 @@ def build(runs: pd.DataFrame, hist: pd.DataFrame, out: Path, title: str) -> Path
     out.mkdir(parents=True, exist_ok=True)
     figures = []
     for heading, draw in plots.REPORT_FIGURES:
-        fig, note = draw(runs, hist)
+        try:
+            fig, note = draw(runs, hist)
+        except Exception as err:  # one broken figure must not cost the whole report
+            print(f"linreg_lab report: figure {heading!r} failed: {err}", file=sys.stderr)
+            fig, note = None, f"this figure could not be drawn: {type(err).__name__}: {err}"
         path = None
         if fig is not None:
             path = out / f"{heading.split(':')[0].lower().replace(' ', '_')}.png"

@@ -1,0 +1,105 @@
+"""The report renders from real sweeps in temp stores and shows every run, whatever its fate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from linreg_lab import tracking
+from linreg_lab.report import tidy_runs
+from tests.conftest import ROOT, all_runs, run_cli
+
+
+def report(cwd: Path, uri: str, *args: str, script: bool = False) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "scripts" / "report.py")] if script else [sys.executable, "-m",
+                                                                                "linreg_lab.report"]
+    return subprocess.run([*cmd, "--tracking-uri", uri, "--out", str(cwd / "out"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def section(page: str, heading: str) -> str:
+    """The HTML between a heading and the next one."""
+    return page.split(heading, 1)[1].split("<h2>", 1)[0]
+
+
+def sweep(tmp_path: Path, *args: str, ok: bool = True) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_cli(list(args), tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    assert (out.returncode == 0) == ok, out.stderr[-3000:]
+    return uri
+
+
+def test_report_of_one_run(tmp_path: Path) -> None:
+    uri = sweep(tmp_path, "steps=200")
+    out = report(tmp_path, uri)
+    assert out.returncode == 0, out.stderr[-3000:]
+    page = (tmp_path / "out" / "report.html").read_text()
+    (run,) = all_runs(uri)
+    assert run.info.run_name in page and "nothing to show" in page  # one run varies nothing
+    assert (tmp_path / "out" / "convergence.png").is_file()
+    assert len(pd.read_csv(tmp_path / "out" / "runs.csv")) == 1
+
+
+def test_report_of_a_2x2_sweep_is_self_contained_and_logged_on_the_parent(tmp_path: Path) -> None:
+    uri = sweep(tmp_path, "-m", "optimizer=sgd,adam", "lr=0.1,0.01", "steps=300", "replicates=3")
+    out = report(tmp_path, uri, script=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    page = (tmp_path / "out" / "report.html").read_text()
+    jobs = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "job"]
+    assert len(jobs) == 4 and all(r.info.run_name in page for r in jobs)
+    assert page.count("data:image/png;base64,") >= 4 and "src=\"http" not in page
+    for png in ("convergence", "learning-rate_sensitivity", "heatmap", "wall_time", "time_to_target"):
+        assert (tmp_path / "out" / f"{png}.png").stat().st_size > 5000, png
+    best = section(page, "Each optimizer at its best learning rate")
+    assert "<td>sgd</td>" in best and "<td>adam</td>" in best
+    (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
+    logged = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.html", "report/runs.csv", "report/convergence.png"} <= logged
+
+
+def test_report_shows_diverged_failed_and_killed_runs_and_no_fake_numbers(tmp_path: Path) -> None:
+    uri = sweep(tmp_path, "-m", "lr=0.1,100", "steps=100,100000000000", "data=streaming_1d", "batch_size=100",
+                ok=False)  # lr 100 diverges; 1e11 streaming steps cannot be allocated and crash
+    client = MlflowClient(uri)
+    finished = [r for r in all_runs(uri) if r.info.status == "FINISHED" and r.data.tags["run_kind"] == "job"]
+    client.set_terminated(finished[0].info.run_id, "KILLED")  # as a signal would leave it
+    out = report(tmp_path, uri)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert {"diverged", "failed", "killed"} <= set(runs["state"])
+    numbers = runs.select_dtypes("number").abs()
+    assert not (numbers >= 1e300).any().any()  # MLflow's stand-in for inf never becomes a number
+    page = (tmp_path / "out" / "report.html").read_text()
+    problems = section(page, "Diverged, failed, killed and unfinished runs")
+    assert all(f"<td>{s}</td>" in problems for s in ("diverged", "failed", "killed"))
+    assert "1.8e+308" not in page and "1.798e+308" not in page
+
+
+def test_strings_from_the_store_stay_inert(tmp_path: Path) -> None:
+    uri = sweep(tmp_path, "steps=50")
+    (run,) = all_runs(uri)
+    MlflowClient(uri).set_tag(run.info.run_id, "mlflow.runName", "<script>alert(1)</script>")
+    out = report(tmp_path, uri)
+    assert out.returncode == 0, out.stderr[-3000:]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_more_than_1000_runs_all_count(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, exp_id = tracking.open_experiment(uri, "linreg_lab")
+    parent = tracking.start_run(client, exp_id, "sweep", {"run_kind": "sweep"})
+    for i in range(1005):
+        run_id = tracking.start_run(client, exp_id, f"job-{i}", {"run_kind": "job"}, parent)
+        tracking.end_run(client, run_id, "FINISHED")
+    rows = tracking.child_runs(client, exp_id, parent)
+    assert len(rows) == 1005 and len(tidy_runs(rows)) == 1005
+
+
+def test_report_errors_are_one_line(tmp_path: Path) -> None:
+    out = report(tmp_path, f"sqlite:///{tmp_path / 'none.db'}")
+    assert out.returncode == 1 and out.stderr.strip().startswith("linreg_lab report: error: no store at")
