@@ -80,6 +80,8 @@ def best_lr_table(runs: pd.DataFrame) -> pd.DataFrame:
                  w_error=("w_error/l2", "mean"), w_error_sd=("w_error/l2", "std"),
                  **{c.replace("/", "_"): (c, "mean") for c in ("est/w_bias2", "est/w_var", "ttt/steps",
                                                               "ttt/seconds", "ttt/censored") if c in ok})
+    if "est_w_var" in agg:
+        agg["w_sd_replicates"] = np.sqrt(agg["est_w_var"])  # spread of w_hat across replicates
     best = agg.reset_index().sort_values("final_loss").groupby("optimizer", as_index=False).first()
     return best.rename(columns={"lr": "best_lr"}).sort_values("final_loss").reset_index(drop=True)
 

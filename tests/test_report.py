@@ -103,3 +103,26 @@ def test_more_than_1000_runs_all_count(tmp_path: Path) -> None:
 def test_report_errors_are_one_line(tmp_path: Path) -> None:
     out = report(tmp_path, f"sqlite:///{tmp_path / 'none.db'}")
     assert out.returncode == 1 and out.stderr.strip().startswith("linreg_lab report: error: no store at")
+
+
+def test_study_presets_declare_their_sweeps_and_report(tmp_path: Path) -> None:
+    uri = sweep(tmp_path, "-m", "experiment=bias_variance", "steps=60", "replicates=4")  # CLI beats the preset
+    jobs = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "job"]
+    assert len(jobs) == 2 * 3 * 3  # noise x batch size x weight decay; the budget axis was overridden
+    assert {r.data.params["optimizer.weight_decay"] for r in jobs} == {"0.0", "0.1", "1.0"}
+    assert all(r.data.metrics["est/replicates"] == 4 for r in jobs)
+    out = report(tmp_path, uri)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "out" / "bias_and_variance.png").stat().st_size > 5000
+
+    uri2 = f"sqlite:///{tmp_path / 'bench.db'}"
+    run = run_cli(["-m", "experiment=optimizer_benchmark", "steps=50", "replicates=2"], tmp_path,
+                  {"MLFLOW_TRACKING_URI": uri2})
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = [r for r in all_runs(uri2) if r.data.tags["run_kind"] == "job"]
+    assert len(jobs) == 4 * 7 and len({r.data.params["lr"] for r in jobs}) == 7
+    out = report(tmp_path, uri2)
+    assert out.returncode == 0, out.stderr[-3000:]
+    best = section((tmp_path / "out" / "report.html").read_text(), "Each optimizer at its best learning rate")
+    assert all(f"<td>{o}</td>" in best for o in ("sgd", "momentum", "rmsprop", "adam"))
+    assert "w_sd_replicates" in best
