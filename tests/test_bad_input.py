@@ -15,7 +15,7 @@ CASES = {
     "unknown optimizer": (["optimizer=adagrad"], "optimizer=adagrad is not known; allowed: adam, momentum"),
     "unknown model": (["model=mlp"], "model=mlp is not known; allowed: closed_form, grid, linear"),
     "unknown data recipe": (["data=mnist"], "data=mnist is not known; allowed: gaussian"),
-    "unknown experiment": (["experiment=nope"], "experiment=nope is not known; allowed: d2l_concise"),
+    "unknown experiment": (["experiment=nope"], "experiment=nope is not known; allowed: bias_variance, d2l_concise"),
     "unknown option inside a sweep": (["-m", "optimizer=sgd,adagrad"], "optimizer=adagrad is not known"),
     "lr zero": (["lr=0"], "lr must be a finite number > 0, got 0.0"),
     "lr negative in a sweep": (["-m", "lr=0.1,-1"], "job lr=-1: lr must be a finite number > 0, got -1.0"),
