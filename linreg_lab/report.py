@@ -27,6 +27,7 @@ NUMERIC = ["lr", "noise", "weight_decay", "steps", "replicates", "seed", "model_
 HISTORY_KEYS = ["train/loss", "train/loss_p10", "train/loss_p90", "train/full_loss"]
 METRICS = ["train/full_loss", "w_error/l2", "b_error", "b", "ols/loss", "time/total_s", "time/train_s",
            "theory/lr_max", "theory/w_var", "est/w_bias2", "est/w_var", "est/w_mse", "est/replicates",
+           "est/b_bias2", "est/b_var",
            "pred/bias2", "pred/var", "pred/test_mse", "ttt/steps", "ttt/seconds", "ttt/censored", "diverged_step",
            "diverged_fraction"]  # always present as columns (NaN where a run has none), so figures can rely on them
 HUGE = 1e300  # MLflow stores +-inf as +-1.8e308: anything this large is not a number to plot
@@ -47,7 +48,7 @@ def tidy_runs(rows: list[dict]) -> pd.DataFrame:
         return df
     df["state"] = df.apply(state, axis=1)
     df = df.rename(columns=PARAMS).rename(columns=lambda c: c[len("metrics."):] if c.startswith("metrics.") else c)
-    for col in list(PARAMS.values()) + METRICS + ["tags.outcome", "tags.overrides", "tags.error"]:
+    for col in list(PARAMS.values()) + METRICS + ["tags.outcome", "tags.overrides", "tags.error", "tags.stability"]:
         if col not in df:
             df[col] = np.nan
     for col in NUMERIC:
@@ -78,8 +79,9 @@ def best_lr_table(runs: pd.DataFrame) -> pd.DataFrame:
     by = ok.groupby(["optimizer", "lr"], dropna=False)
     agg = by.agg(final_loss=("train/full_loss", "mean"), runs=("run_id", "count"),
                  w_error=("w_error/l2", "mean"), w_error_sd=("w_error/l2", "std"),
-                 **{c.replace("/", "_"): (c, "mean") for c in ("est/w_bias2", "est/w_var", "ttt/steps",
-                                                              "ttt/seconds", "ttt/censored") if c in ok})
+                 **{c.replace("/", "_"): (c, "mean") for c in ("est/w_bias2", "est/w_var", "est/b_bias2",
+                                                              "est/b_var", "ttt/steps", "ttt/seconds",
+                                                              "ttt/censored") if c in ok})
     if "est_w_var" in agg:
         agg["w_sd_replicates"] = np.sqrt(agg["est_w_var"])  # spread of w_hat across replicates
     best = agg.reset_index().sort_values("final_loss").groupby("optimizer", as_index=False).first()
@@ -103,10 +105,11 @@ def tutorial_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def problem_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs that did not simply finish, each state listed separately."""
-    cols = [c for c in ("state", "run_name", "tags.overrides", "diverged_step", "diverged_fraction", "tags.error")
-            if c in runs]
+    cols = [c for c in ("state", "run_name", "tags.overrides", "diverged_step", "diverged_fraction", "lr",
+                        "theory/lr_max", "tags.stability", "tags.error") if c in runs]
     bad = runs[runs["state"] != "finished"][cols] if len(runs) else runs
-    return bad.sort_values("state").rename(columns={"tags.overrides": "overrides", "tags.error": "error"})
+    return bad.sort_values("state").rename(columns={"tags.overrides": "overrides", "tags.error": "error",
+                                                    "tags.stability": "vs theory"})
 
 
 def figure_tag(path: Path) -> str:
