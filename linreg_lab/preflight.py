@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import itertools
 import os
 import socket
@@ -43,6 +44,23 @@ def check_group_choices(conf: Path, overrides: list[Override]) -> None:
         for value in values:
             if value not in allowed:
                 raise ConfigError(f"{o.key_or_group}={value} is not known; allowed: {', '.join(allowed)}")
+
+
+LAUNCHER_PLUGINS = {  # hydra/launcher option -> (plugin module, how to get it)
+    "joblib": ("hydra_plugins.hydra_joblib_launcher", "pip install hydra-joblib-launcher"),
+    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "pip install hydra-submitit-launcher"),
+    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "pip install hydra-submitit-launcher"),
+    "ray": ("hydra_plugins.hydra_ray_launcher", "pip install 'linreg_lab[ray]'"),
+}
+
+
+def check_launcher(overrides: list[Override]) -> None:
+    """A launcher chosen on the command line must have its Hydra plugin installed."""
+    for o in overrides:
+        if o.key_or_group == "hydra/launcher" and o.value() in LAUNCHER_PLUGINS:
+            module, fix = LAUNCHER_PLUGINS[o.value()]
+            if importlib.util.find_spec(module) is None:
+                raise ConfigError(f"hydra/launcher={o.value()} needs its Hydra plugin, which is not installed: {fix}")
 
 
 def expand(fixed: list[str], swept: list[Override]) -> list[list[str]]:
@@ -159,6 +177,7 @@ def preflight(argv: list[str], conf: Path) -> int | None:
     except Exception as err:
         raise ConfigError(f"cannot parse the overrides: {one_line(err)}") from None
     check_group_choices(conf, parsed)
+    check_launcher(parsed)
     is_hydra = [o.key_or_group.startswith("hydra") for o in parsed]
     fixed = [a for a, o, h in zip(args, parsed, is_hydra) if not h and not (multirun and o.is_sweep_override())]
     with initialize_config_dir(str(conf), version_base="1.3"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -87,6 +88,9 @@ def main() -> None:
     if jobs:
         os.environ[SIZE_ENV] = str(jobs)
     install_signal_handlers()
+    # our conf/hydra/launcher/*.yaml set defaults for the plugins' launchers and are checked against
+    # their schemas of the same name; Hydra warns that this matching is deprecated, which is noise here
+    warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name.*")
     hydra_main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)
     try:
         hydra_main()
