@@ -11,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
+from linreg_lab import tracking
 from linreg_lab.config import RunConfig, check_config, register_configs
 from linreg_lab.run import conf_dir
 
@@ -55,13 +56,11 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
 def all_runs(uri: str, experiment: str = "linreg_lab") -> list:
     """Every run of `experiment` in the store at `uri` (all pages)."""
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    runs, token = [], None
-    while True:
-        page = client.search_runs([exp.experiment_id], max_results=1000, page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
+    exp_id = tracking.experiment_id(client, experiment)
+    return [] if exp_id is None else tracking.search_all(client, exp_id)
+
+
+def job_runs(uri: str, status: str | None = None) -> list:
+    """The job runs (not sweep parents) of the store, optionally only those with `status`."""
+    return [r for r in all_runs(uri) if r.data.tags.get("run_kind") == "job"
+            and (status is None or r.info.status == status)]

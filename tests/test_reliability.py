@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import all_runs, run_cli
+from tests.conftest import all_runs, job_runs, run_cli
 
 LONG_JOB = ["model=manual", "steps=3000000"]  # ~100 s of training: always still running when signalled
 
@@ -42,21 +42,16 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     raise AssertionError("timed out waiting on the store")
 
 
-def jobs(uri: str, status: str | None = None) -> list:
-    return [r for r in all_runs(uri) if r.data.tags.get("run_kind") == "job"
-            and (status is None or r.info.status == status)]
-
-
 def training_started(uri: str) -> bool:
     """A RUNNING job whose params are logged: the job is past set-up and inside its loop soon."""
-    return any(r.data.params for r in jobs(uri, "RUNNING"))
+    return any(r.data.params for r in job_runs(uri, "RUNNING"))
 
 
 def test_divergence_is_a_result_and_the_sweep_goes_on(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = run_cli(["-m", "lr=0.1,100", "steps=2000"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr[-3000:]
-    by_lr = {r.data.params["lr"]: r for r in jobs(uri)}
+    by_lr = {r.data.params["lr"]: r for r in job_runs(uri)}
     bad, good = by_lr["100.0"], by_lr["0.1"]
     client = MlflowClient(uri)
     X = np.load(client.download_artifacts(bad.info.run_id, "data.npz", str(tmp_path)))["X"]
@@ -78,7 +73,7 @@ def test_a_crashing_job_fails_alone_and_the_sweep_exits_nonzero(tmp_path: Path) 
     out = run_cli(["-m", "steps=100,100000000000,50", "data=streaming_1d", "batch_size=1000", "lr=1e-4"],
                   tmp_path, {"MLFLOW_TRACKING_URI": uri})
     assert out.returncode != 0
-    runs = {r.data.params["steps"]: r for r in jobs(uri)}
+    runs = {r.data.params["steps"]: r for r in job_runs(uri)}
     assert runs["100"].info.status == runs["50"].info.status == "FINISHED"  # the others still ran
     crashed = runs["100000000000"]
     assert crashed.info.status == "FAILED" and "RuntimeError" in crashed.data.tags["error"]
@@ -96,7 +91,7 @@ def test_signal_ends_the_run_killed_with_what_was_logged(tmp_path: Path, sig: in
     time.sleep(2.0)  # inside the training loop
     proc.send_signal(sig)
     assert proc.wait(timeout=60) == code
-    (run,) = jobs(uri)  # the sweep stopped: jobs 2 and 3 never started
+    (run,) = job_runs(uri)  # the sweep stopped: jobs 2 and 3 never started
     assert run.info.status == "KILLED" and "interrupted" in run.data.tags["error"]
     history = MlflowClient(uri).get_metric_history(run.info.run_id, "train/loss")
     assert len(history) > 100  # the steps done before the signal were flushed
@@ -110,7 +105,7 @@ def test_sigkill_orphan_is_marked_failed_by_the_next_command(tmp_path: Path) -> 
     wait_for(lambda: training_started(uri), proc)
     proc.kill()
     proc.wait(timeout=30)
-    (orphan,) = jobs(uri)
+    (orphan,) = job_runs(uri)
     assert orphan.info.status == "RUNNING"  # nothing could run at SIGKILL
     out = run_cli(["steps=5"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr[-2000:]
@@ -122,15 +117,15 @@ def test_resume_after_sigkill_runs_each_job_exactly_once(tmp_path: Path) -> None
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep = ["-m", "seed=range(12)", "model=manual", "steps=30000"]
     proc = start_cli(sweep, tmp_path, uri)
-    wait_for(lambda: len(jobs(uri, "FINISHED")) >= 3, proc, timeout=300)
+    wait_for(lambda: len(job_runs(uri, "FINISHED")) >= 3, proc, timeout=300)
     proc.kill()
     proc.wait(timeout=30)
-    done_before = len(jobs(uri, "FINISHED"))
+    done_before = len(job_runs(uri, "FINISHED"))
     assert 3 <= done_before < 12
     out = run_cli([*sweep, "resume=true"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("skipped (resume=true)") == done_before
-    finished = jobs(uri, "FINISHED")
+    finished = job_runs(uri, "FINISHED")
     assert len(finished) == 12
     assert sorted(int(r.data.params["seed"]) for r in finished) == list(range(12))  # none duplicated
     assert len({r.data.tags["config_hash"] for r in finished}) == 12
@@ -147,7 +142,7 @@ def test_parallel_writers_on_a_fresh_store_lose_nothing(tmp_path: Path) -> None:
                   tmp_path, {"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr[-3000:]
     assert "database is locked" not in out.stderr
-    finished = jobs(uri, "FINISHED")
+    finished = job_runs(uri, "FINISHED")
     assert len(finished) == 32 and len({r.data.params["seed"] for r in finished}) == 32
     client = MlflowClient(uri)
     for run in finished:

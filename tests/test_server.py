@@ -14,12 +14,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, all_runs, run_cli
+from tests.conftest import ROOT, all_runs, job_runs, run_cli
 from tests.servers import mlflow_server, postgres_database
-
-
-def jobs_of(uri: str) -> list:
-    return [r for r in all_runs(uri) if r.data.tags.get("run_kind") == "job"]
 
 
 def test_sweep_over_http_reads_back_through_the_rest_api(tmp_path: Path) -> None:
@@ -62,7 +58,7 @@ def test_postgres_backed_server_takes_a_parallel_sweep(tmp_path: Path) -> None:
         out = run_cli(["-m", "seed=0,1,2,3", "steps=200", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
                       tmp_path, {"MLFLOW_TRACKING_URI": server.url})
         assert out.returncode == 0, out.stderr[-3000:]
-        jobs = jobs_of(server.url)
+        jobs = job_runs(server.url)
         assert len(jobs) == 4 and all(r.info.status == "FINISHED" for r in jobs)
         client = MlflowClient(server.url)
         for run in jobs:
@@ -79,7 +75,7 @@ def test_server_outage_mid_sweep_loses_nothing(tmp_path: Path) -> None:
                                 stderr=subprocess.PIPE, text=True)
         client = MlflowClient(server.url)
         deadline = time.monotonic() + 300
-        while not [r for r in jobs_of(server.url) if r.info.status == "FINISHED"]:
+        while not [r for r in job_runs(server.url) if r.info.status == "FINISHED"]:
             assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()[-3000:]
             time.sleep(0.5)
         server.stop()  # ~20 s without a tracking server, jobs in flight
@@ -87,7 +83,7 @@ def test_server_outage_mid_sweep_loses_nothing(tmp_path: Path) -> None:
         server.start()
         stdout, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, stderr[-3000:]
-        jobs = jobs_of(server.url)
+        jobs = job_runs(server.url)
         assert len(jobs) == 6 and all(r.info.status == "FINISHED" for r in jobs)
         counts = {len(client.get_metric_history(r.info.run_id, "train/loss")) for r in jobs}
         assert counts == {5001}  # 30000 steps thinned to every 6th step plus the last, in every job
@@ -100,7 +96,7 @@ def test_submitit_local_runs_jobs_in_their_own_processes_and_resumes(tmp_path: P
     args = ["-m", "seed=0,1,2", "steps=100", "hydra/launcher=submitit_local"]
     out = run_cli(args, tmp_path, {"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr[-3000:]
-    jobs = jobs_of(uri)
+    jobs = job_runs(uri)
     (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
     assert len(jobs) == 3 and all(r.info.status == "FINISHED" for r in jobs)
     assert {r.data.tags["mlflow.parentRunId"] for r in jobs} == {parent.info.run_id}
@@ -108,7 +104,7 @@ def test_submitit_local_runs_jobs_in_their_own_processes_and_resumes(tmp_path: P
     assert len(pids) == 4  # three job processes besides the launcher
     again = run_cli([*args, "resume=true"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
     assert again.returncode == 0, again.stderr[-3000:]
-    assert len(jobs_of(uri)) == 3  # every job already FINISHED: nothing ran twice
+    assert len(job_runs(uri)) == 3  # every job already FINISHED: nothing ran twice
 
 
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
@@ -117,7 +113,7 @@ def test_ray_launcher_nests_jobs(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = run_cli(["-m", "seed=0,1", "steps=100", "hydra/launcher=ray"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr[-3000:]
-    jobs = jobs_of(uri)
+    jobs = job_runs(uri)
     assert len(jobs) == 2 and all(r.info.status == "FINISHED" and r.data.tags["mlflow.parentRunId"] for r in jobs)
 
 
