@@ -18,10 +18,27 @@ from tests.conftest import ROOT, all_runs, job_runs, run_cli
 from tests.servers import mlflow_server, postgres_database
 
 
+def listening_addresses(port: int) -> set[str]:
+    """IPv4 and IPv6 addresses with a socket listening on `port`, read from /proc/net/tcp{,6}."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A = LISTEN
+                raw = bytes.fromhex(address)
+                if len(raw) == 4:
+                    found.add(".".join(str(b) for b in raw[::-1]))
+                else:
+                    found.add("::" if raw == bytes(16) else "::1" if raw[-4:] == bytes.fromhex("01000000") else
+                              raw.hex())
+    return found
+
+
 def test_sweep_over_http_reads_back_through_the_rest_api(tmp_path: Path) -> None:
     with mlflow_server(tmp_path, f"sqlite:///{tmp_path / 'server.db'}") as server:
-        listening = subprocess.run(["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True)
-        assert listening.stdout.strip() and all("127.0.0.1:" in line for line in listening.stdout.splitlines())
+        addresses = listening_addresses(server.port)
+        assert addresses and addresses <= {"127.0.0.1"}, addresses  # loopback only
         out = run_cli(["-m", "optimizer=sgd,adam", "lr=0.1,0.01", "steps=300"], tmp_path,
                       {"MLFLOW_TRACKING_URI": server.url})
         assert out.returncode == 0, out.stderr[-3000:]
