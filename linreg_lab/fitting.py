@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from linreg_lab import analysis
-from linreg_lab.config import RunConfig
+from linreg_lab.config import Reduction, RunConfig
 from linreg_lab.data import Dataset, batch_indices, make_dataset, noise_moments, replicate_seed
 from linreg_lab.models import affine, build_model, closed_form, grid_search, init_params, loss_scale, mean_loss
 from linreg_lab.train import train
@@ -114,7 +114,7 @@ def fit_solver(cfg: RunConfig, data: Dataset) -> Fit:
 def curvature(cfg: RunConfig, n: int) -> float:
     """Factor turning A^T A into the Hessian of the objective the optimizer follows."""
     c = loss_scale(cfg.model.loss)
-    if getattr(cfg.model, "reduction", None) is not None and cfg.model.reduction.value == "sum":
+    if getattr(cfg.model, "reduction", None) is Reduction.sum:  # solvers have no reduction
         return 2 * c * (cfg.batch_size or n) / n
     return 2 * c / n
 

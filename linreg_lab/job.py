@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import tempfile
 import time
@@ -52,6 +53,7 @@ def run_name(cfg: RunConfig) -> str:
     return "-".join(parts + settings + reps)
 
 
+@functools.cache  # one git call per process, not one per job
 def git_commit() -> str | None:
     """Commit of the checkout this package runs from, if it is one."""
     try:

@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only, never a window
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 MAX_POINTS = 2000  # a scatter of more points says nothing more
@@ -177,8 +178,6 @@ def bias_variance(runs, hist):
 
 def pd_numeric(series):
     """Batch sizes as numbers ('full' becomes the largest batch shown + 1)."""
-    import pandas as pd
-
     values = pd.to_numeric(series, errors="coerce")
     return values.fillna(values.max() + 1 if values.notna().any() else 1)
 

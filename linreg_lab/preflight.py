@@ -90,9 +90,10 @@ class JobComposer:
 
     def __call__(self, overrides: list[str]) -> DictConfig:
         parsed = self.parser.parse_overrides(overrides)
-        simple = [o for o in parsed if o.key_or_group not in GROUPS and not (o.is_add() or o.is_delete()
-                                                                            or o.is_force_add() or o.package)]
-        base_overrides = tuple(s for s, o in zip(overrides, parsed) if o not in simple)
+        is_simple = [o.key_or_group not in GROUPS and not (o.is_add() or o.is_delete() or o.is_force_add()
+                                                            or o.package) for o in parsed]
+        simple = [o for o, ok in zip(parsed, is_simple) if ok]
+        base_overrides = tuple(s for s, ok in zip(overrides, is_simple) if not ok)
         if base_overrides not in self.cache:
             self.cache[base_overrides] = compose("config", list(base_overrides))
         cfg = copy.deepcopy(self.cache[base_overrides])

@@ -92,18 +92,16 @@ def main() -> None:
     # their schemas of the same name; Hydra warns that this matching is deprecated, which is noise here
     warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name.*")
     hydra_main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)
+    from linreg_lab.sweep import close_abandoned_sweep  # mlflow loads only after the preflight passed
+
     try:
         hydra_main()
     except KeyboardInterrupt as err:
-        from linreg_lab.sweep import close_abandoned_sweep
-
         close_abandoned_sweep("KILLED")
         print(f"linreg_lab: stopped ({err or 'interrupted'})", file=sys.stderr)
         sys.exit(exit_code(err))
     finally:
-        from linreg_lab.sweep import close_abandoned_sweep
-
-        close_abandoned_sweep("FAILED")
+        close_abandoned_sweep("FAILED")  # no-op when the sweep closed itself
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 
-from linreg_lab import tracking
-from linreg_lab.config import RunConfig, check_config, register_configs
-from linreg_lab.run import conf_dir
+from linreg_lab import job, tracking
+from linreg_lab.config import RunConfig, check_config, register_configs, resolve_tracking_uri
+from linreg_lab.run import conf_dir, flatten
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +34,16 @@ def compose_raw(*overrides: str):
     """The composed DictConfig, unchecked."""
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         return compose("config", list(overrides))
+
+
+def run_in_process(*overrides: str) -> dict[str, float]:
+    """Compose, check and run one job into the store set by MLFLOW_TRACKING_URI."""
+    raw = compose_raw(*overrides)
+    cfg = compose_config(*overrides)
+    ctx = job.JobContext(tracking_uri=resolve_tracking_uri(None, "."), overrides=list(overrides),
+                         params=flatten(OmegaConf.to_container(raw, resolve=True, enum_to_str=True)),
+                         config_yaml=OmegaConf.to_yaml(raw))
+    return job.run_job(cfg, ctx)
 
 
 @pytest.fixture

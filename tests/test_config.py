@@ -8,30 +8,15 @@ import pytest
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from linreg_lab import job
 from linreg_lab.config import ConfigError
-from linreg_lab.run import conf_dir, flatten
-from tests.conftest import all_runs, compose_config, compose_raw
+from linreg_lab.run import conf_dir
+from tests.conftest import all_runs, compose_config, compose_raw, run_in_process
 
 GROUPS = ["data", "model", "optimizer", "experiment"]
 
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
-
-
-def run_in_process(*overrides: str) -> dict[str, float]:
-    """Compose, check and run one job into the store set by MLFLOW_TRACKING_URI."""
-    from omegaconf import OmegaConf
-
-    from linreg_lab.config import resolve_tracking_uri
-
-    raw = compose_raw(*overrides)
-    cfg = compose_config(*overrides)
-    ctx = job.JobContext(tracking_uri=resolve_tracking_uri(None, "."), overrides=list(overrides),
-                         params=flatten(OmegaConf.to_container(raw, resolve=True, enum_to_str=True)),
-                         config_yaml=OmegaConf.to_yaml(raw))
-    return job.run_job(cfg, ctx)
 
 
 TINY = {"data": ["steps=20"], "model": ["steps=20"], "optimizer": ["steps=20"],

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 from mlflow import MlflowClient
 
-from tests.conftest import all_runs, run_cli
-from tests.test_config import run_in_process
+from tests.conftest import all_runs, run_cli, run_in_process
 
 
 def only_run(uri: str):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import all_runs, job_runs, run_cli
+from tests.conftest import all_runs, job_runs, run_cli, run_in_process
 
 LONG_JOB = ["model=manual", "steps=3000000"]  # ~100 s of training: always still running when signalled
 
@@ -154,7 +154,6 @@ def test_parallel_writers_on_a_fresh_store_lose_nothing(tmp_path: Path) -> None:
 def test_no_active_run_leaks_between_jobs(store: str) -> None:
     import mlflow
 
-    from tests.test_config import run_in_process
 
     run_in_process("steps=10", "seed=1")
     assert mlflow.active_run() is None
