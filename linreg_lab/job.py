@@ -151,10 +151,9 @@ def fit_and_log(cfg: RunConfig, ctx: JobContext, client, run_id: str, device: to
         write_artifacts(cfg, ctx, data, fit, out)
         tracking.log_artifacts(client, run_id, out)
         finals["time/total_s"] = time.perf_counter() - start
-        tracking.log_metrics(client, run_id, fit.histories, finals, fit.steps_done)
         outcome = "diverged" if fit.diverged_step is not None else "completed"
         tags["outcome"] = "interrupted" if fit.interrupted else outcome
-        tracking.set_tags(client, run_id, tags)
+        tracking.log_metrics(client, run_id, fit.histories, finals, fit.steps_done, tags)
     return fit, finals
 
 

@@ -2,9 +2,8 @@
 
 Parameters are batched: w is (R, d) and b is (R,). Every gradient model has the same face
 for the training loop: `step(X, y)` does one optimizer step on batches X (R, m, d), y (R, m)
-and returns the R batch losses (still on the device), `loss(X, y)` evaluates without
-training, `params()` returns (w, b). The optimizers update each element on its own, so
-one batched step is exactly R separate ones.
+and returns the R batch losses (still on the device), `params()` returns (w, b). The
+optimizers update each element on its own, so one batched step is exactly R separate ones.
 """
 
 from __future__ import annotations
@@ -87,10 +86,6 @@ class LinearModel:
         self.opt.step()
         return _reported(obj, y.shape[-1], self.cfg)
 
-    @torch.no_grad()
-    def loss(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return mean_loss(self.forward(X), y, self.cfg.loss)
-
     def params(self) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.net.weight.detach().view(-1, self.net.weight.shape[-1]).clone()
         bias = self.net.bias
@@ -117,10 +112,6 @@ class ScratchModel:
                 self.update(1, self.b, self.b.grad)
                 self.b.grad = None
         return _reported(obj, y.shape[-1], self.cfg)
-
-    @torch.no_grad()
-    def loss(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return mean_loss(affine(X, self.w, self.b), y, self.cfg.loss)
 
     def params(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.w.detach().clone(), self.b.detach().clone()
@@ -150,9 +141,6 @@ class ManualModel:
         if self.cfg.fit_intercept:
             self.update(1, self.b, grad_b)
         return _reported(obj, y.shape[-1], self.cfg)
-
-    def loss(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return mean_loss(affine(X, self.w, self.b), y, self.cfg.loss)
 
     def params(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.w.clone(), self.b.clone()

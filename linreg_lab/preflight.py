@@ -8,7 +8,6 @@ composes once per distinct choice of config groups and applies the swept values 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib.util
 import itertools
@@ -21,11 +20,11 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
+from linreg_lab.composing import GROUPS, CachedComposer
 from linreg_lab.config import ConfigError, check_config, resolve_tracking_uri
 
-GROUPS = ("data", "model", "optimizer", "experiment")
 HYDRA_FLAGS = ("-m", "--multirun")  # any other flag (--cfg, --help, ...) is left to Hydra alone
 
 
@@ -81,34 +80,13 @@ def one_line(err: BaseException) -> str:
     return text
 
 
-class JobComposer:
-    """Composes job configs, once per distinct set of group choices."""
-
-    def __init__(self) -> None:
-        self.parser = OverridesParser.create()
-        self.cache: dict[tuple[str, ...], DictConfig] = {}
-
-    def __call__(self, overrides: list[str]) -> DictConfig:
-        parsed = self.parser.parse_overrides(overrides)
-        is_simple = [o.key_or_group not in GROUPS and not (o.is_add() or o.is_delete() or o.is_force_add()
-                                                            or o.package) for o in parsed]
-        simple = [o for o, ok in zip(parsed, is_simple) if ok]
-        base_overrides = tuple(s for s, ok in zip(overrides, is_simple) if not ok)
-        if base_overrides not in self.cache:
-            self.cache[base_overrides] = compose("config", list(base_overrides))
-        cfg = copy.deepcopy(self.cache[base_overrides])
-        for o in simple:  # the same assignment Hydra makes, validated by the schema
-            OmegaConf.update(cfg, o.key_or_group, o.value(), merge=False)
-        return cfg
-
-
 def check_jobs(jobs: list[list[str]], multirun: bool) -> list:
     """Compose and check every job; returns the checked configs."""
-    composer, checked = JobComposer(), []
+    composer, checked = CachedComposer(lambda rest: compose("config", rest)), []
     for overrides in jobs:
         where = f"job {' '.join(overrides)}: " if multirun and len(jobs) > 1 else ""
         try:
-            checked.append(check_config(composer(overrides)))
+            checked.append(check_config(composer(overrides)[0]))
         except ConfigError as err:
             raise ConfigError(f"{where}{err}") from None
         except Exception as err:  # Hydra/OmegaConf: misspelt key, wrong type

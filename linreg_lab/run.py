@@ -76,11 +76,23 @@ def task(cfg: DictConfig) -> float:
     return finals.get("w_error/l2", float("nan"))
 
 
+def register_sweeper() -> None:
+    """Make `hydra/sweeper=cached_basic` (config.yaml's default) known to Hydra. Hydra finds plugins by
+    scanning the hydra_plugins package, which misses an editable install's, so it is registered here."""
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()  # scans (and re-executes) Hydra's core plugins: only then import ours
+    from hydra_plugins.linreg_lab_sweeper import CachedBasicSweeper
+
+    plugins.register(CachedBasicSweeper)
+
+
 def main() -> None:
     """Check the whole command, then let Hydra run the job(s); signals end runs as KILLED."""
     from linreg_lab.preflight import preflight
 
     register_configs()
+    register_sweeper()
     try:
         jobs = preflight(sys.argv[1:], conf_dir())
     except ConfigError as err:

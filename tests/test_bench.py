@@ -1,0 +1,39 @@
+"""The benchmark script runs in quick mode and produces every row (figures are printed, never asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+BENCH = ROOT / "scripts" / "bench.py"
+
+
+def test_bench_quick_mode_produces_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(BENCH), "--json", str(out)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["mode"] == "quick" and result["cpus"] >= 1 and result["torch"].startswith("2.13")
+    rows = {r["row"].split(".")[0]: r for r in result["rows"] if r["row"][0].isdigit()}
+    assert sorted(rows) == [str(i) for i in range(1, 9)]
+    for r in result["rows"]:
+        if r["row"].startswith("8."):
+            continue  # no CUDA device: the row says so
+        assert math.isfinite(r["harness"]) and r["harness"] > 0, r
+        assert r["row"] in proc.stdout  # the printed table has it too
+    loops = [r for r in result["rows"] if r["row"].startswith("3. loop, manual (default)")]
+    assert [r["row"].split("R=")[1].split()[0] for r in loops] == ["1", "10", "100", "1000"]
+    assert all(r["met"] in (True, False) for r in result["rows"] if r["target"] and not r["row"].startswith("6."))
+
+
+def test_bench_bad_arguments_fail_at_once(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(BENCH), "--repeats", "0"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "--repeats must be at least 1, got 0" in proc.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
