@@ -171,7 +171,9 @@ def log_metrics(client: MlflowClient, run_id: str, histories: dict[str, tuple[np
     if store is not None and points:
         last = {key: i for i, (key, _, _) in enumerate(points)}  # each key's final point
         keep = set(last.values())
-        insert_points(store, run_id, [p for i, p in enumerate(points) if i not in keep], now)
+        bulk = [p for i, p in enumerate(points) if i not in keep]
+        if bulk:
+            insert_points(store, run_id, bulk, now)
         points = [points[i] for i in sorted(keep)]
     metrics = [Metric(k, v, now, s) for k, v, s in points]
     metrics += [Metric(key, float(v), now, final_step) for key, v in finals.items() if np.isfinite(v)]

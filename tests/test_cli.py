@@ -28,7 +28,7 @@ def test_mission_command(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     (parent,), jobs = split(uri)
     assert parent.info.status == "FINISHED" and len(jobs) == 4
-    assert {r.info.run_name for r in jobs} == {f"{o}-lr{lr}-bs10-noise0.01-s0" for o in ("sgd", "adam")
+    assert {r.info.run_name for r in jobs} == {f"manual-{o}-lr{lr}-bs10-noise0.01-s0" for o in ("sgd", "adam")
                                                 for lr in ("0.1", "0.01")}
     client = MlflowClient(uri)
     for run in jobs:
