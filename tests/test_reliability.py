@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from linreg_lab import tracking
 from tests.conftest import all_runs, job_runs, run_cli, run_in_process
 
 LONG_JOB = ["model=manual", "steps=3000000"]  # ~100 s of training: always still running when signalled
@@ -162,3 +163,16 @@ def test_no_active_run_leaks_between_jobs(store: str) -> None:
     runs = all_runs(store)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert "mlflow.parentRunId" not in runs[0].data.tags and "mlflow.parentRunId" not in runs[1].data.tags
+
+
+def test_history_complete_when_the_bulk_insert_fails(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MLflow whose metrics table the bulk insert cannot write: every point still arrives, via log_batch."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("no such table: metrics")
+
+    monkeypatch.setattr(tracking, "insert_points", broken)
+    run_in_process("steps=300")
+    (run,) = job_runs(store)
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in MlflowClient(store).get_metric_history(run.info.run_id, "train/loss")]
+    assert sorted(steps) == list(range(1, 301))
