@@ -50,6 +50,15 @@ def job_label() -> str:
     return f"[{hc.job.num + 1}/{os.environ.get(SIZE_ENV, '?')}] "
 
 
+def job_context(cfg: DictConfig, tracking_uri: str, overrides: list[str], **extra):
+    """The job.JobContext of a composed config: its params (flattened), YAML and hash."""
+    from linreg_lab import job
+
+    params = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    return job.JobContext(tracking_uri=tracking_uri, params=params, config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+                          overrides=overrides, config_hash=config_hash(params), **extra)
+
+
 def task(cfg: DictConfig) -> float:
     """One Hydra job; returns the final |w - w_true| (what a Hydra sweeper would minimize)."""
     hc = HydraConfig.get()
@@ -62,16 +71,8 @@ def task(cfg: DictConfig) -> float:
         sys.exit(f"linreg_lab: error: {err}")
     from linreg_lab import job, tracking  # torch and mlflow load only once the config is known good
 
-    params = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    ctx = job.JobContext(
-        tracking_uri=resolve_tracking_uri(run_cfg.mlflow.tracking_uri, hc.runtime.cwd),
-        params=params,
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
-        overrides=list(hc.overrides.task),
-        config_hash=config_hash(params),
-        parent_run_id=os.environ.get(tracking.PARENT_ENV) if multirun else None,
-        label=job_label(),
-    )
+    ctx = job_context(cfg, resolve_tracking_uri(run_cfg.mlflow.tracking_uri, hc.runtime.cwd), list(hc.overrides.task),
+                      parent_run_id=os.environ.get(tracking.PARENT_ENV) if multirun else None, label=job_label())
     finals = job.run_job(run_cfg, ctx)
     return finals.get("w_error/l2", float("nan"))
 

@@ -20,6 +20,7 @@ from linreg_lab.lifecycle import owner_alive, owner_id
 
 METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 PARAMS_PER_CALL = 100
+METRICS_WITH_TAGS = METRICS_PER_CALL - PARAMS_PER_CALL  # metrics in a call that also carries <= 100 tags
 MAX_PARAM_LENGTH = 6000
 PARENT_ENV = "LINREG_LAB_PARENT_RUN_ID"  # the sweep's parent run, handed to every job
 
@@ -184,8 +185,8 @@ def log_metrics(client: MlflowClient, run_id: str, histories: dict[str, tuple[np
     metrics = [Metric(k, v, now, s) for k, v, s in points]
     metrics += [Metric(key, float(v), now, final_step) for key, v in finals.items() if np.isfinite(v)]
     run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-    for i in range(0, max(len(metrics), 1), METRICS_PER_CALL - PARAMS_PER_CALL):
-        client.log_batch(run_id, metrics=metrics[i:i + METRICS_PER_CALL - PARAMS_PER_CALL],
+    for i in range(0, max(len(metrics), 1), METRICS_WITH_TAGS):
+        client.log_batch(run_id, metrics=metrics[i:i + METRICS_WITH_TAGS],
                          tags=run_tags if i == 0 else [])
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from linreg_lab.analysis import design
 from linreg_lab.data import Dataset
 from linreg_lab.models import loss_scale
 
@@ -75,18 +76,15 @@ class QuadraticLoss:
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, scale: float):
         self.dtype = eval_dtype(X.device)
-        A = torch.cat([X.to(self.dtype), torch.ones_like(X[..., :1], dtype=self.dtype)], -1)  # (R, n, p) or (n, p)
-        y = y.to(self.dtype)
-        n = A.shape[-2]
-        self.G = A.transpose(-1, -2) @ A / n
-        self.h = (A.transpose(-1, -2) @ y.unsqueeze(-1)).squeeze(-1) / n
-        self.s = y.square().mean(-1)
+        A = design(X, fit_intercept=True).to(X.device, self.dtype)  # (R, n, p); (1, n, p) for a shared set
+        y = y.to(self.dtype).reshape(A.shape[0], -1, 1)
+        n = A.shape[1]
+        self.G, self.h, self.s = A.mT @ A / n, (A.mT @ y).squeeze(-1) / n, y.square().mean((1, 2))
         self.scale = scale
 
     def __call__(self, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         theta = torch.cat([w.to(self.dtype), b.to(self.dtype)[:, None]], 1)  # (R, p)
-        quad = ((theta @ self.G) * theta).sum(-1) if self.G.dim() == 2 else \
-            (torch.bmm(theta.unsqueeze(1), self.G).squeeze(1) * theta).sum(-1)
+        quad = ((theta.unsqueeze(1) @ self.G).squeeze(1) * theta).sum(-1)
         return self.scale * (quad - 2 * (theta * self.h).sum(-1) + self.s)
 
 

@@ -143,11 +143,10 @@ def harness_jobs(overrides: list[str], count: int, uri: str) -> list[dict[str, f
     """Run `count` jobs (seeds 0..) in this process as the entry point would, timing each job
     from outside and every MLflow call it makes (all of them go through linreg_lab.tracking)."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     from linreg_lab import job, tracking
-    from linreg_lab.config import check_config, config_hash, register_configs
-    from linreg_lab.run import conf_dir, flatten
+    from linreg_lab.config import check_config, register_configs
+    from linreg_lab.run import conf_dir, job_context
 
     register_configs()
     spent = {"log_s": 0.0}
@@ -171,10 +170,7 @@ def harness_jobs(overrides: list[str], count: int, uri: str) -> list[dict[str, f
         with initialize_config_dir(str(conf_dir()), version_base="1.3"), contextlib.redirect_stdout(io.StringIO()):
             for seed in range(count):
                 raw = compose("config", [*overrides, f"seed={seed}", "device=cpu"])
-                params = flatten(OmegaConf.to_container(raw, resolve=True, enum_to_str=True))
-                ctx = job.JobContext(tracking_uri=uri, params=params, config_yaml=OmegaConf.to_yaml(raw),
-                                     overrides=overrides, config_hash=config_hash(params))
-                cfg = check_config(raw)
+                ctx, cfg = job_context(raw, uri, overrides), check_config(raw)
                 spent["log_s"] = 0.0
                 start = time.perf_counter()
                 finals = job.run_job(cfg, ctx)

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
-from omegaconf import OmegaConf
 
 from linreg_lab import job, tracking
 from linreg_lab.config import RunConfig, check_config, register_configs, resolve_tracking_uri
-from linreg_lab.run import conf_dir, flatten
+from linreg_lab.run import conf_dir, job_context
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,12 +37,8 @@ def compose_raw(*overrides: str):
 
 def run_in_process(*overrides: str) -> dict[str, float]:
     """Compose, check and run one job into the store set by MLFLOW_TRACKING_URI."""
-    raw = compose_raw(*overrides)
-    cfg = compose_config(*overrides)
-    ctx = job.JobContext(tracking_uri=resolve_tracking_uri(None, "."), overrides=list(overrides),
-                         params=flatten(OmegaConf.to_container(raw, resolve=True, enum_to_str=True)),
-                         config_yaml=OmegaConf.to_yaml(raw))
-    return job.run_job(cfg, ctx)
+    ctx = job_context(compose_raw(*overrides), resolve_tracking_uri(None, "."), list(overrides))
+    return job.run_job(compose_config(*overrides), ctx)
 
 
 @pytest.fixture
