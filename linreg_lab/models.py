@@ -1,9 +1,13 @@
 """Models of y = X w + b: three gradient-trained ones and two solvers, all over R replicates.
 
 Parameters are batched: w is (R, d) and b is (R,). Every gradient model has the same face
-for the training loop: `step(X, y)` does one optimizer step on batches X (R, m, d), y (R, m)
-and returns the R batch losses (still on the device), `params()` returns (w, b). The
-optimizers update each element on its own, so one batched step is exactly R separate ones.
+for the training loop (`GradientModel`): the training data become per-sample `rows`
+(R, n, k); the loop gathers a chunk of steps' rows at once, (L, R, m, k), and the model cuts
+it into per-step `batches`, each with a slot of a preallocated chunk buffer; `step(batch)`
+does one optimizer step on all replicates and writes what its loss is computed from into
+that slot, so nothing is allocated or read back per step; `losses(L)` turns the first L
+slots into batch losses (L, R). The optimizers update each element on its own, so one
+batched step is exactly R separate ones.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import torch
 
 from linreg_lab.analysis import least_squares
 from linreg_lab.config import ClosedFormConfig, GradientModelConfig, GridConfig, Init, Loss, Reduction
-from linreg_lab.optimizers import OptimizerConfig, build_torch_optimizer, build_update
+from linreg_lab.optimizers import OptimizerConfig, SGDUpdate, build_torch_optimizer, build_update
 
 
 def loss_scale(loss: Loss) -> float:
@@ -45,6 +49,44 @@ def _reported(obj: torch.Tensor, m: int, cfg: GradientModelConfig) -> torch.Tens
     return obj.detach() / m if cfg.reduction is Reduction.sum else obj.detach()
 
 
+class GradientModel:
+    """The loop's face of a model; this base serves the autograd models, whose record is the loss itself."""
+
+    cfg: GradientModelConfig
+    records: torch.Tensor  # the current chunk's per-step records
+
+    def rows(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample rows (R, n, d + 1): x then y."""
+        return torch.cat([X, y.unsqueeze(-1)], -1)
+
+    def batches(self, chunk: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """(X (R, m, d), y (R, m), loss slot (R,)) of each step of a chunk of rows (L, R, m, d + 1)."""
+        self.records = chunk.new_empty(chunk.shape[:2])
+        return list(zip(chunk[..., :-1].unbind(0), chunk[..., -1].unbind(0), self.records.unbind(0)))
+
+    def losses(self, steps: int) -> torch.Tensor:
+        """Batch losses (steps, R) of the current chunk's first steps."""
+        return self.records[:steps]
+
+    def step(self, batch: tuple[torch.Tensor, ...]) -> None:
+        X, y, loss = batch
+        loss.copy_(self.loss_step(X, y))
+
+    def loss_step(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimizer step; returns the R batch losses."""
+        raise NotImplementedError
+
+    def params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(w (R, d), b (R,)), copies."""
+        raise NotImplementedError
+
+    def snapshot(self, out: torch.Tensor) -> None:
+        """Write (w, b) into out (R, d + 1), on the device, for a later evaluation."""
+        w, b = self.params()
+        out[:, :-1].copy_(w)
+        out[:, -1].copy_(b)
+
+
 class ReplicatedLinear(torch.nn.Module):
     """R independent nn.Linear(d, 1) layers as one module: weight (R, d), bias (R,)."""
 
@@ -58,7 +100,7 @@ class ReplicatedLinear(torch.nn.Module):
         return affine(X, self.weight, b)
 
 
-class LinearModel:
+class LinearModel(GradientModel):
     """nn.Linear + autograd + torch.optim (R independent layers when replicated; bias=False without intercept)."""
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor, cfg: GradientModelConfig, lr: float, opt: OptimizerConfig):
@@ -79,7 +121,7 @@ class LinearModel:
         out = self.net(X).squeeze(-1)  # (1, m) from (1, m, d); (m,) from (m, d)
         return out if X.dim() == 3 else out.unsqueeze(0)
 
-    def step(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss_step(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.opt.zero_grad(set_to_none=True)
         obj = objective(self.forward(X), y, self.cfg)
         obj.sum().backward()  # replicates share no parameter: each gets its own gradient
@@ -93,7 +135,7 @@ class LinearModel:
         return w, b
 
 
-class ScratchModel:
+class ScratchModel(GradientModel):
     """Raw tensors w and b with autograd, and a hand-written update (d2l's linreg + sgd)."""
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor, cfg: GradientModelConfig, lr: float, opt: OptimizerConfig):
@@ -102,7 +144,7 @@ class ScratchModel:
         self.b = b.clone().requires_grad_(cfg.fit_intercept)
         self.update = build_update(lr, opt)
 
-    def step(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss_step(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         obj = objective(affine(X, self.w, self.b), y, self.cfg)
         obj.sum().backward()
         with torch.no_grad():
@@ -117,33 +159,67 @@ class ScratchModel:
         return self.w.detach().clone(), self.b.detach().clone()
 
 
-class ManualModel:
-    """Hand-derived gradients, no autograd: grad_w = k X^T r, grad_b = k sum(r), r = X w + b - y."""
+class ManualModel(GradientModel):
+    """Hand-derived gradients, no autograd. A row is a = (x, 1, y) and theta = (w, b, -1), so the
+    residuals r = a . theta = x.w + b - y of a whole batch are one batched product, and the
+    gradient k r^T A with A = [X, 1] another (r read as a row: the same memory); plain SGD folds
+    its update into that second product. A step's record is its residuals: the chunk's losses
+    come from them in one operation."""
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor, cfg: GradientModelConfig, lr: float, opt: OptimizerConfig):
-        self.cfg = cfg
-        self.w, self.b = w.clone(), b.clone()
+        self.cfg, self.lr, (R, self.d) = cfg, lr, w.shape
+        self.p = self.d + int(cfg.fit_intercept)  # the parameters the optimizer moves
+        columns = [w, b[:, None]] if cfg.fit_intercept else [w]
+        self.theta = torch.cat([*columns, -torch.ones_like(b)[:, None]], 1).unsqueeze(-1)  # (R, p + 1, 1)
+        self.free = self.theta.view(R, 1, self.p + 1)[:, :, :self.p]  # a row view: updates write into theta
+        self.grad = torch.empty_like(self.free)
         self.update = build_update(lr, opt)
+        # plain SGD: theta -= lr k r^T A in one product
+        self.fused = isinstance(self.update, SGDUpdate) and not opt.momentum and not opt.weight_decay
+        self.k = 0.0
 
-    def gradients(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return (objective, grad_w, grad_b) per replicate, derived by hand."""
-        r = affine(X, self.w, self.b) - y  # (R, m)
+    def rows(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(x, 1, y) per sample, (R, n, p + 1)."""
+        ones = [torch.ones_like(y).unsqueeze(-1)] if self.cfg.fit_intercept else []
+        return torch.cat([X, *ones, y.unsqueeze(-1)], -1)
+
+    def batches(self, chunk: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """(rows (R, m, p + 1), A (R, m, p), r (R, m, 1), the same r as a row (R, 1, m)) of each step."""
+        L, R, m, _ = chunk.shape
         c = loss_scale(self.cfg.loss)
-        mean = self.cfg.reduction is Reduction.mean
-        k = 2 * c / y.shape[-1] if mean else 2 * c
-        obj = c * (r.square().mean(-1) if mean else r.square().sum(-1))
-        grad_w = k * torch.bmm(r.unsqueeze(1), X).squeeze(1)
-        return obj, grad_w, k * r.sum(-1)
+        self.k = 2 * c / m if self.cfg.reduction is Reduction.mean else 2 * c  # d objective / d r
+        self.records = chunk.new_empty(L, R, m, 1)
+        return list(zip(chunk.unbind(0), chunk[..., :self.p].unbind(0), self.records.unbind(0),
+                        self.records.view(L, R, 1, m).unbind(0)))
 
-    def step(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        obj, grad_w, grad_b = self.gradients(X, y)
-        self.update(0, self.w, grad_w)
-        if self.cfg.fit_intercept:
-            self.update(1, self.b, grad_b)
-        return _reported(obj, y.shape[-1], self.cfg)
+    def losses(self, steps: int) -> torch.Tensor:
+        """c * mean(r^2) per step and replicate: the mean objective, for either reduction."""
+        return loss_scale(self.cfg.loss) * self.records[:steps].square().mean((2, 3))
+
+    def gradients(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Residuals into the batch's slot and the gradient (R, 1, p) of the objective, derived by hand."""
+        rows, A, r, r_row = batch
+        torch.bmm(rows, self.theta, out=r)  # x.w + b - y
+        return torch.baddbmm(self.grad, r_row, A, beta=0, alpha=self.k, out=self.grad)
+
+    def step(self, batch: tuple[torch.Tensor, ...]) -> None:
+        if self.fused:
+            rows, A, r, r_row = batch
+            torch.bmm(rows, self.theta, out=r)
+            self.free.baddbmm_(r_row, A, alpha=-self.lr * self.k)
+        else:
+            self.update(0, self.free, self.gradients(batch))
 
     def params(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.w.clone(), self.b.clone()
+        w = self.theta[:, :self.d, 0].clone()
+        b = self.theta[:, self.d, 0].clone() if self.cfg.fit_intercept else torch.zeros_like(self.theta[:, 0, 0])
+        return w, b
+
+    def snapshot(self, out: torch.Tensor) -> None:
+        if self.cfg.fit_intercept:
+            out.copy_(self.free.squeeze(1))
+        else:
+            super().snapshot(out)
 
 
 GRADIENT_MODELS: dict[str, Callable] = {

@@ -10,6 +10,7 @@ from linreg_lab import fitting
 from linreg_lab.analysis import least_squares
 from linreg_lab.config import GradientModelConfig, Loss, Reduction
 from linreg_lab.models import ManualModel, grid_search
+from linreg_lab.optimizers import build_torch_optimizer
 from tests.conftest import compose_config
 
 GRADIENT_MODELS = ["linear", "scratch", "manual", "no_intercept"]
@@ -57,20 +58,49 @@ def test_closed_form_model_run_matches_numpy() -> None:
 
 @pytest.mark.parametrize("loss", list(Loss))
 @pytest.mark.parametrize("reduction", list(Reduction))
-def test_manual_gradients_equal_autograd(loss: Loss, reduction: Reduction) -> None:
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_manual_gradients_equal_autograd(loss: Loss, reduction: Reduction, fit_intercept: bool) -> None:
     gen = torch.Generator().manual_seed(1)
     X = torch.randn(1, 16, 3, generator=gen, dtype=torch.float64)
     y = torch.randn(1, 16, generator=gen, dtype=torch.float64)
     w, b = torch.randn(1, 3, generator=gen, dtype=torch.float64), torch.tensor([0.3], dtype=torch.float64)
-    cfg = GradientModelConfig(name="manual", loss=loss, reduction=reduction)
+    cfg = GradientModelConfig(name="manual", loss=loss, reduction=reduction, fit_intercept=fit_intercept)
     model = ManualModel(w, b, cfg, 0.1, compose_config("optimizer=sgd").optimizer)
-    obj, grad_w, grad_b = model.gradients(X, y)
-    wa, ba = w.clone().requires_grad_(True), b.clone().requires_grad_(True)
-    sq = (X[0] @ wa[0] + ba[0] - y[0]).square()
+    (batch,) = model.batches(model.rows(X, y).unsqueeze(0))
+    grad = model.gradients(batch)[0, 0]
+    wa, ba = w[0].clone().requires_grad_(True), b[0].clone().requires_grad_(fit_intercept)
+    sq = (X[0] @ wa + (ba if fit_intercept else 0) - y[0]).square()
     ref = (0.5 if loss is Loss.half_mse else 1.0) * (sq.mean() if reduction is Reduction.mean else sq.sum())
     ref.backward()
-    assert torch.allclose(obj[0], ref.detach())
-    assert torch.allclose(grad_w, wa.grad, atol=1e-12) and torch.allclose(grad_b, ba.grad, atol=1e-12)
+    reported = ref.detach() / (16 if reduction is Reduction.sum else 1)  # train/loss is the per-sample mean
+    assert torch.allclose(model.losses(1)[0, 0], reported)
+    assert torch.allclose(grad[:3], wa.grad, atol=1e-12)
+    assert len(grad) == 3 + fit_intercept and (not fit_intercept or abs(float(grad[3] - ba.grad)) < 1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_manual_steps_equal_torch_optim_on_autograd(optimizer: str) -> None:
+    """Fused plain SGD and the general path both take torch.optim's step on autograd's gradient."""
+    gen = torch.Generator().manual_seed(2)
+    X = torch.randn(1, 200, 2, generator=gen, dtype=torch.float64)
+    y = X[0] @ torch.tensor([2.0, -3.4], dtype=torch.float64) + 4.2 + 0.1 * torch.randn(200, generator=gen,
+                                                                                       dtype=torch.float64)
+    w0, b0 = torch.zeros(1, 2, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    opt = compose_config(f"optimizer={optimizer}").optimizer
+    model = ManualModel(w0, b0, GradientModelConfig(name="manual"), 0.05, opt)
+    assert model.fused == (optimizer == "sgd")
+    net = torch.nn.Linear(2, 1, dtype=torch.float64)
+    torch.nn.init.zeros_(net.weight), torch.nn.init.zeros_(net.bias)
+    ref_opt = build_torch_optimizer(net.parameters(), 0.05, opt)
+    batches = model.batches(model.rows(X, y[None]).view(1, 20, 10, 4).transpose(0, 1))  # 20 steps of 10 rows
+    for t, batch in enumerate(batches):
+        model.step(batch)
+        ref_opt.zero_grad()
+        torch.nn.functional.mse_loss(net(X[0, 10 * t:10 * t + 10]).squeeze(-1), y[10 * t:10 * t + 10]).backward()
+        ref_opt.step()
+    w, b = model.params()
+    assert torch.allclose(w[0], net.weight.detach()[0], atol=1e-10) and abs(float(b[0] - net.bias.detach()[0])) < 1e-10
+    assert not torch.equal(w, w0)
 
 
 def test_grid_finds_w_2_on_the_tutorial_data() -> None:
