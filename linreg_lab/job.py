@@ -121,7 +121,9 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
         if done:
             print(f"{ctx.label}{run_name(cfg)}: already FINISHED as run {done}, skipped (resume=true)", flush=True)
             return {}
-    run_id = tracking.start_run(client, exp_id, run_name(cfg), job_tags(cfg, ctx, device), ctx.parent_run_id)
+    # params go in with the run: a failed run still says what it was
+    run_id = tracking.start_run(client, exp_id, run_name(cfg), job_tags(cfg, ctx, device), ctx.parent_run_id,
+                                params=ctx.params)
     try:
         fit, finals = fit_and_log(cfg, ctx, client, run_id, device, start)
     except KeyboardInterrupt as err:
@@ -130,30 +132,33 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
     except BaseException as err:
         tracking.end_run(client, run_id, "FAILED", f"{type(err).__name__}: {err}")
         raise
-    if fit.interrupted is not None:  # what was computed is logged; now stop the sweep
-        tracking.end_run(client, run_id, "KILLED", f"interrupted at step {fit.steps_done}: {fit.interrupted}")
+    if fit.interrupted is not None:  # what was computed is logged and the run ended KILLED; now stop the sweep
         raise fit.interrupted
-    tracking.end_run(client, run_id, "FINISHED")
     print_result(cfg, ctx, fit, finals)
     return finals
 
 
 def fit_and_log(cfg: RunConfig, ctx: JobContext, client, run_id: str, device: torch.device,
                 start: float) -> tuple[Fit, dict[str, float]]:
-    """Params first (a failed run still says what it was), then fit, artifacts, metrics."""
-    with tempfile.TemporaryDirectory(prefix="linreg_lab-") as tmp:
-        out = Path(tmp)
-        tracking.log_params(client, run_id, ctx.params, out)
-        data = load_data(cfg)
-        fit = fit_solver(cfg, data) if cfg.is_solver else fit_gradient(cfg, data, device)
-        metrics, tags = score(cfg, data, fit)
-        finals = {**fit.finals, **metrics}
-        write_artifacts(cfg, ctx, data, fit, out)
-        tracking.log_artifacts(client, run_id, out)
-        finals["time/total_s"] = time.perf_counter() - start
-        outcome = "diverged" if fit.diverged_step is not None else "completed"
-        tags["outcome"] = "interrupted" if fit.interrupted else outcome
-        tracking.log_metrics(client, run_id, fit.histories, finals, fit.steps_done, tags)
+    """Fit, write the artifacts, then log metrics and tags and end the run, in one write where the store allows."""
+    data = load_data(cfg)
+    fit = fit_solver(cfg, data) if cfg.is_solver else fit_gradient(cfg, data, device)
+    metrics, tags = score(cfg, data, fit)
+    finals = {**fit.finals, **metrics}
+    local = tracking.artifact_dir(client, run_id)
+    if local is not None:  # written in place: no copy
+        write_artifacts(cfg, ctx, data, fit, local)
+    else:
+        with tempfile.TemporaryDirectory(prefix="linreg_lab-") as tmp:
+            write_artifacts(cfg, ctx, data, fit, Path(tmp))
+            tracking.log_artifacts(client, run_id, Path(tmp))
+    finals["time/total_s"] = time.perf_counter() - start
+    outcome = "diverged" if fit.diverged_step is not None else "completed"
+    tags["outcome"] = "interrupted" if fit.interrupted else outcome
+    status = "FINISHED"
+    if fit.interrupted is not None:
+        status, tags["error"] = "KILLED", f"interrupted at step {fit.steps_done}: {fit.interrupted}"
+    tracking.log_metrics(client, run_id, fit.histories, finals, fit.steps_done, tags, status)
     return fit, finals
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
+from linreg_lab import store_sql
 from linreg_lab.lifecycle import owner_alive, owner_id
 
 METRICS_PER_CALL = 1000  # MLflow's log_batch limits
@@ -23,6 +24,7 @@ PARAMS_PER_CALL = 100
 METRICS_WITH_TAGS = METRICS_PER_CALL - PARAMS_PER_CALL  # metrics in a call that also carries <= 100 tags
 MAX_PARAM_LENGTH = 6000
 PARENT_ENV = "LINREG_LAB_PARENT_RUN_ID"  # the sweep's parent run, handed to every job
+_artifact_uris: dict[str, str] = {}  # run id -> artifact URI, for runs this process opened the fast way
 
 
 def ui_command(uri: str) -> str:
@@ -105,12 +107,48 @@ def reopen_run(client: MlflowClient, run_id: str) -> None:
 
 
 def start_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str],
-              parent_id: str | None = None) -> str:
-    """Create a RUNNING run (nested under `parent_id` when given) and return its id."""
+              parent_id: str | None = None, params: dict[str, object] | None = None) -> str:
+    """Create a RUNNING run (nested under `parent_id` when given) with its tags and params; return its id.
+    A param value too long for MLflow is stored as its hash, in full in the artifact long_params.json."""
     tags = {**tags, "owner": owner_id()}
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
-    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    values, too_long = param_values(params or {})
+    run_id = fast_write(client, lambda store: open_fast(store, experiment_id, name, tags, values),
+                        params=[Param(k, v) for k, v in values.items()], tags=tags)
+    if run_id is None:
+        run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        items = [Param(k, v) for k, v in values.items()]
+        for i in range(0, len(items), PARAMS_PER_CALL):
+            client.log_batch(run_id, params=items[i:i + PARAMS_PER_CALL])
+    if too_long:
+        client.log_text(run_id, json.dumps(too_long, indent=1), "long_params.json")
+    return run_id
+
+
+def open_fast(store, experiment_id: str, name: str, tags: dict[str, str], params: dict[str, str]) -> str:
+    run_id, artifact_uri = store_sql.open_run(store, experiment_id, name, tags, params)
+    _artifact_uris[run_id] = artifact_uri
+    return run_id
+
+
+def fast_write(client: MlflowClient, write, metrics=(), params=(), tags: dict[str, str] | None = None):
+    """write(store) on a database store, after MLflow's own checks of the keys and values; None when the
+    store is not a database or the write failed (rolled back): the caller then uses the MLflow API."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_batch_log_data
+    from sqlalchemy.exc import SQLAlchemyError
+
+    store = store_sql.database_store(client)
+    if store is None:
+        return None
+    _validate_batch_log_data(list(metrics), list(params), [RunTag(k, str(v)) for k, v in (tags or {}).items()])
+    try:
+        return write(store)
+    except (SQLAlchemyError, MlflowException) as err:  # (MLflow wraps database errors) a schema that differs:
+        # the transaction rolled back, nothing was written
+        print(f"linreg_lab: direct store write failed ({type(err).__name__}); using MLflow's API", file=sys.stderr)
+        return None
 
 
 def end_run(client: MlflowClient, run_id: str, status: str, error: str | None = None) -> None:
@@ -120,8 +158,8 @@ def end_run(client: MlflowClient, run_id: str, status: str, error: str | None = 
     client.set_terminated(run_id, status)
 
 
-def log_params(client: MlflowClient, run_id: str, params: dict[str, object], artifact_dir: Path) -> None:
-    """Log params in batches; a value too long for MLflow is stored as its hash, in full as an artifact."""
+def param_values(params: dict[str, object]) -> tuple[dict[str, str], dict[str, str]]:
+    """(values to log, values too long for MLflow): a too-long value is logged as its sha256."""
     values, too_long = {}, {}
     for key, value in params.items():
         text = str(value)
@@ -129,65 +167,51 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, object], art
             too_long[key] = text
             text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
         values[key] = text
-    if too_long:
-        (artifact_dir / "long_params.json").write_text(json.dumps(too_long, indent=1))
-    items = [Param(k, v) for k, v in values.items()]
-    for i in range(0, len(items), PARAMS_PER_CALL):
-        client.log_batch(run_id, params=items[i:i + PARAMS_PER_CALL])
-
-
-def sql_store(client: MlflowClient):
-    """The SQLAlchemy store behind a database URI (sqlite, postgresql, ...), or None (a server, a file store)."""
-    try:
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-    except ImportError:
-        return None
-    store = getattr(getattr(client, "_tracking_client", None), "store", None)
-    return store if isinstance(store, SqlAlchemyStore) else None
-
-
-def insert_points(store, run_id: str, points: list[tuple[str, float, int]], timestamp: int) -> None:
-    """Insert metric points (key, value, step) into the store's metrics table in one statement.
-
-    MLflow's log_batch builds one ORM object per point (~50 us each: 50 ms for a 1000-step
-    curve); this is a single executemany into the same table, in one transaction."""
-    from mlflow.store.tracking.dbmodels.models import SqlMetric
-    from sqlalchemy import insert
-
-    rows = [{"run_uuid": run_id, "key": k, "value": v, "timestamp": timestamp, "step": s, "is_nan": False}
-            for k, v, s in points]
-    with store.ManagedSessionMaker(read_only=False) as session:
-        session.execute(insert(SqlMetric.__table__), rows)
+    return values, too_long
 
 
 def log_metrics(client: MlflowClient, run_id: str, histories: dict[str, tuple[np.ndarray, np.ndarray]],
-                finals: dict[str, float], final_step: int, tags: dict[str, str] | None = None) -> None:
-    """Log histories (key -> (steps, values)), final values and tags.
+                finals: dict[str, float], final_step: int, tags: dict[str, str] | None = None,
+                status: str | None = None) -> None:
+    """Log histories (key -> (steps, values)), final values (at `final_step`) and tags, and end the run
+    with `status` when given. NaN/inf never reach the store (inf would read 1.8e308).
 
-    On a database store the history points go in by one bulk insert, except each curve's
-    last point, which goes through log_batch with the finals and tags, so that MLflow itself
-    validates every key and records each metric's latest value. Elsewhere (a tracking
-    server) everything goes through log_batch, <= 1000 metrics per call."""
+    On a database store all of it is one transaction (store_sql); elsewhere (a tracking server)
+    it goes through log_batch, <= 1000 metrics per call, then set_terminated."""
+    series = {key: finite(steps, values) for key, (steps, values) in histories.items()}
+    series.update({key: finite([final_step], [v]) for key, v in finals.items()})
+    tags = {k: str(v) for k, v in (tags or {}).items()}
+    first = [Metric(k, float(v[0]), 0, int(s[0])) for k, (s, v) in series.items() if len(s)]  # for MLflow's checks
+    done = fast_write(client, lambda store: store_sql.close_run(store, run_id, series, tags, status) or True,
+                      metrics=first, tags=tags)
+    if done:
+        return
     now = int(time.time() * 1000)
-    points = [(key, float(v), int(s))  # NaN/inf never reach the store (inf would read 1.8e308)
-              for key, (steps, values) in histories.items() for s, v in zip(steps, values) if np.isfinite(v)]
-    store = sql_store(client)
-    if store is not None and points:
-        last = {key: i for i, (key, _, _) in enumerate(points)}  # each key's final point
-        keep = set(last.values())
-        bulk = [p for i, p in enumerate(points) if i not in keep]
-        try:
-            if bulk:
-                insert_points(store, run_id, bulk, now)
-            points = [points[i] for i in sorted(keep)]
-        except Exception as err:  # an MLflow whose schema differs: the transaction rolled back, use log_batch
-            print(f"linreg_lab: bulk metric insert failed ({type(err).__name__}); using log_batch", file=sys.stderr)
-    metrics = [Metric(k, v, now, s) for k, v, s in points]
-    metrics += [Metric(key, float(v), now, final_step) for key, v in finals.items() if np.isfinite(v)]
-    run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    metrics = [Metric(k, v, now, s) for k, (steps, values) in series.items()
+               for s, v in zip(steps.tolist(), values.tolist())]
+    run_tags = [RunTag(k, v) for k, v in tags.items()]
     for i in range(0, max(len(metrics), 1), METRICS_WITH_TAGS):
-        client.log_batch(run_id, metrics=metrics[i:i + METRICS_WITH_TAGS],
-                         tags=run_tags if i == 0 else [])
+        client.log_batch(run_id, metrics=metrics[i:i + METRICS_WITH_TAGS], tags=run_tags if i == 0 else [])
+    if status:
+        client.set_terminated(run_id, status)
+
+
+def finite(steps, values) -> tuple[np.ndarray, np.ndarray]:
+    """(steps as int64, values as float64) where the value is finite."""
+    values = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(values)
+    return np.asarray(steps, dtype=np.int64)[ok], values[ok]
+
+
+def artifact_dir(client: MlflowClient, run_id: str) -> Path | None:
+    """The run's artifact folder when it is on this machine (created), so artifacts are written in place;
+    None for a remote artifact store (write elsewhere, then log_artifacts)."""
+    uri = _artifact_uris.get(run_id) or client.get_run(run_id).info.artifact_uri
+    path = store_sql.local_path(uri)
+    if path is None:
+        return None
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return Path(path)
 
 
 def log_artifacts(client: MlflowClient, run_id: str, local_dir: Path) -> None:

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from linreg_lab import tracking
+from linreg_lab import store_sql
 from tests.conftest import all_runs, job_runs, run_cli, run_in_process
 
-LONG_JOB = ["model=manual", "steps=3000000"]  # ~100 s of training: always still running when signalled
+LONG_JOB = ["model=manual", "batch_size=full", "steps=3000000"]  # ~60 s of training, no batch order to draw first
 
 
 def start_cli(args: list[str], cwd: Path, uri: str) -> subprocess.Popen:
@@ -89,7 +89,7 @@ def test_signal_ends_the_run_killed_with_what_was_logged(tmp_path: Path, sig: in
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = start_cli(["-m", "seed=0,1,2", *LONG_JOB], tmp_path, uri)
     wait_for(lambda: training_started(uri), proc)
-    time.sleep(2.0)  # inside the training loop
+    time.sleep(3.0)  # inside the training loop
     proc.send_signal(sig)
     assert proc.wait(timeout=60) == code
     (run,) = job_runs(uri)  # the sweep stopped: jobs 2 and 3 never started
@@ -165,14 +165,38 @@ def test_no_active_run_leaks_between_jobs(store: str) -> None:
     assert "mlflow.parentRunId" not in runs[0].data.tags and "mlflow.parentRunId" not in runs[1].data.tags
 
 
-def test_history_complete_when_the_bulk_insert_fails(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An MLflow whose metrics table the bulk insert cannot write: every point still arrives, via log_batch."""
-    def broken(*args, **kwargs):
-        raise RuntimeError("no such table: metrics")
+def test_direct_store_write_equals_mlflow_api(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-transaction path into the SQL store writes what MLflow's own API writes for the same job."""
+    run_in_process("steps=300", "noise=0.5")
+    monkeypatch.setattr(store_sql, "database_store", lambda client: None)  # MLflow's API all the way
+    run_in_process("steps=300", "noise=0.5")
+    client = MlflowClient(store)
+    fast, api = sorted(job_runs(store), key=lambda r: r.info.start_time)
+    assert fast.info.status == api.info.status == "FINISHED" and fast.info.end_time and api.info.end_time
+    assert fast.info.run_name == api.info.run_name and fast.info.artifact_uri.endswith(fast.info.run_id + "/artifacts")
+    assert fast.data.params == api.data.params and len(fast.data.params) > 20
+    assert fast.data.tags == api.data.tags
+    assert set(fast.data.metrics) == set(api.data.metrics)
+    untimed = [k for k in fast.data.metrics if not k.startswith(("time/", "ttt/seconds"))]
+    assert {k: fast.data.metrics[k] for k in untimed} == {k: api.data.metrics[k] for k in untimed}
+    for key in ("train/loss", "test/loss", "w_error/l2"):
+        ours, theirs = ([(m.step, m.value) for m in client.get_metric_history(r.info.run_id, key)]
+                        for r in (fast, api))
+        assert sorted(ours) == sorted(theirs) and ours, key
+    listed = [sorted(a.path for a in client.list_artifacts(r.info.run_id)) for r in (fast, api)]
+    assert listed[0] == listed[1] == ["config.yaml", "curve.csv", "data.npz"]
 
-    monkeypatch.setattr(tracking, "insert_points", broken)
+
+def test_history_complete_when_the_direct_write_fails(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MLflow whose tables the direct write cannot fill: it rolls back and every point arrives via log_batch."""
+    from sqlalchemy.exc import OperationalError
+
+    def broken(*args, **kwargs):
+        raise OperationalError("INSERT INTO metrics", {}, Exception("no such table: metrics"))
+
+    monkeypatch.setattr(store_sql, "insert_rows", broken)
     run_in_process("steps=300")
     (run,) = job_runs(store)
-    assert run.info.status == "FINISHED"
+    assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "completed"
     steps = [m.step for m in MlflowClient(store).get_metric_history(run.info.run_id, "train/loss")]
-    assert sorted(steps) == list(range(1, 301))
+    assert sorted(steps) == list(range(1, 301))  # complete and nothing twice: the failed transaction left nothing
