@@ -48,6 +48,8 @@ class CachedComposer:
         rest = tuple(line for line, o in zip(overrides, parsed) if not is_plain(o))
         if rest not in self.cache:
             self.cache[rest] = self.base_compose(list(rest))
+        # (a pickle round trip copies in half the time, but re-imports structured-config classes that
+        # Hydra's plugin scan has replaced, and joblib then cannot pickle the config)
         cfg = copy.deepcopy(self.cache[rest])
         apply_plain(cfg, plain)
         return cfg, parsed

@@ -32,6 +32,7 @@ MISSION = ["-m", "optimizer=sgd,adam", "lr=0.1,0.01"]
 LRS = [f"{v:.3g}" for v in np.geomspace(1e-3, 0.3, 25)]
 BIG_SWEEP = ["-m", "optimizer=sgd,momentum,rmsprop,adam", f"lr={','.join(LRS)}", "seed=range(10)"]
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+HEAVY_STEPS = 50000  # --full's second joblib row
 
 
 # ---- the reference: the blog-post way ----
@@ -150,9 +151,11 @@ def harness_jobs(overrides: list[str], count: int, uri: str) -> list[dict[str, f
 
     register_configs()
     spent = {"log_s": 0.0}
-    originals = {name: getattr(tracking, name) for name in
-                 ("open_experiment", "finished_run_with", "start_run", "end_run", "log_params", "log_metrics",
+    # every call into the store, and the writing of the artifacts (in place, into the run's folder)
+    originals = {(tracking, name): getattr(tracking, name) for name in
+                 ("open_experiment", "finished_run_with", "start_run", "end_run", "log_metrics", "artifact_dir",
                   "log_artifacts")}
+    originals[job, "write_artifacts"] = job.write_artifacts
 
     def timed(fn):
         def wrapper(*a, **k):
@@ -165,8 +168,8 @@ def harness_jobs(overrides: list[str], count: int, uri: str) -> list[dict[str, f
 
     results = []
     try:
-        for name, fn in originals.items():
-            setattr(tracking, name, timed(fn))
+        for (module, name), fn in originals.items():
+            setattr(module, name, timed(fn))
         with initialize_config_dir(str(conf_dir()), version_base="1.3"), contextlib.redirect_stdout(io.StringIO()):
             for seed in range(count):
                 raw = compose("config", [*overrides, f"seed={seed}", "device=cpu"])
@@ -177,8 +180,8 @@ def harness_jobs(overrides: list[str], count: int, uri: str) -> list[dict[str, f
                 results.append({"total_s": time.perf_counter() - start, "loop_s": finals["time/train_s"],
                                 "log_s": spent["log_s"]})
     finally:
-        for name, fn in originals.items():
-            setattr(tracking, name, fn)
+        for (module, name), fn in originals.items():
+            setattr(module, name, fn)
     return results
 
 
@@ -244,24 +247,30 @@ def rows_sweeps(full: bool, ref_job_s: float) -> list[dict]:
     sixteen = ["-m", "optimizer=sgd,momentum,rmsprop,adam", "lr=0.003,0.01,0.03,0.1"]
     eight = ["-m", "optimizer=sgd,momentum,rmsprop,adam", "lr=0.01,0.1"]
     with tempfile.TemporaryDirectory(prefix="linreg_lab-bench-") as tmp:
-        dirs = {name: Path(tmp, name) for name in ("basic", "joblib", "eight", "big")}
+        dirs = {name: Path(tmp, name) for name in ("basic", "joblib", "eight", "big", "heavy", "heavy_joblib")}
         for d in dirs.values():
             d.mkdir()
         basic_s = sweep_seconds(sixteen, dirs["basic"])
         joblib_s = sweep_seconds([*sixteen, *JOBLIB], dirs["joblib"])
+        rows = [row("7. joblib 2 workers, 16 jobs of 1000 steps: speed-up (x)", basic_s / joblib_s, 1.0, ">= 1.6x",
+                    basic_s / joblib_s >= 1.6, basic_s=basic_s, joblib_s=joblib_s)]
+        if full:  # jobs long enough that two workers can repay their own start (~6 s of imports here)
+            heavy = [*sixteen, f"steps={HEAVY_STEPS}"]
+            heavy_basic = timed_command(["-m", "linreg_lab.run", *heavy], dirs["heavy"])
+            heavy_joblib = timed_command(["-m", "linreg_lab.run", *heavy, *JOBLIB], dirs["heavy_joblib"])
+            rows.append(row(f"7. joblib 2 workers, 16 jobs of {HEAVY_STEPS} steps: speed-up (x)",
+                            heavy_basic / heavy_joblib, 1.0, ">= 1.6x", heavy_basic / heavy_joblib >= 1.6,
+                            basic_s=heavy_basic, joblib_s=heavy_joblib))
         if full:
             big_s, where, runs = sweep_seconds([*BIG_SWEEP, *JOBLIB], dirs["big"]), dirs["big"], 1000
         else:
             eight_s = sweep_seconds([*eight, *JOBLIB], dirs["eight"])
             big_s, where, runs = joblib_s + (1000 - 16) * max(joblib_s - eight_s, 0.0) / 8, dirs["joblib"], 16
         report_s = timed_command(["-m", "linreg_lab.report", "--out", str(where / "report")], where)
-    speedup = basic_s / joblib_s
     big = "1000-job sweep, joblib x2 (s)" + ("" if full else ", projected from 8 and 16 jobs")
-    return [row("7. joblib 2 workers, 16 jobs: speed-up (x)", speedup, 1.0, ">= 1.6x", speedup >= 1.6,
-                basic_s=basic_s, joblib_s=joblib_s),
-            row(f"5. {big}", big_s, ref_job_s * 1000, "<= 120 s", big_s <= 120),
-            row(f"6. report over {runs} runs (s)", report_s, float("nan"), "<= 30 s for 1000",
-                report_s <= 30 if full else None)]
+    return rows + [row(f"5. {big}", big_s, ref_job_s * 1000, "<= 120 s", big_s <= 120),
+                   row(f"6. report over {runs} runs (s)", report_s, float("nan"), "<= 30 s for 1000",
+                       report_s <= 30 if full else None)]
 
 
 def machine() -> dict:

@@ -18,3 +18,7 @@ class CachedBasicSweeper(BasicSweeper):
         cached = HydraContext(config_loader=CachingConfigLoader(hydra_context.config_loader),
                               callbacks=hydra_context.callbacks)
         BasicSweeper.setup(self, hydra_context=cached, task_function=task_function, config=config)
+
+    def validate_batch_is_legal(self, batch) -> None:
+        """Hydra composes every job once more here to fail early; linreg_lab's preflight has already
+        composed and checked every job of the command before Hydra started, so this is skipped."""
