@@ -255,6 +255,9 @@ def run_info(client: MlflowClient, run_id: str) -> tuple[str, str]:
 
 def metric_histories(client: MlflowClient, run_ids: list[str], keys: list[str]) -> list[tuple[str, str, int, float]]:
     """(run_id, key, step, value) for every point of `keys` in every run."""
+    store = store_sql.database_store(client)
+    if store is not None:
+        return store_sql.histories(store, run_ids, keys)
     return [(run_id, key, m.step, m.value) for run_id in run_ids for key in keys
             for m in client.get_metric_history(run_id, key)]
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from linreg_lab import store_sql
+from linreg_lab import store_sql, tracking
 from tests.conftest import all_runs, job_runs, run_cli, run_in_process
 
 LONG_JOB = ["model=manual", "batch_size=full", "steps=3000000"]  # ~60 s of training, no batch order to draw first
@@ -168,8 +168,9 @@ def test_no_active_run_leaks_between_jobs(store: str) -> None:
 def test_direct_store_write_equals_mlflow_api(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The one-transaction path into the SQL store writes what MLflow's own API writes for the same job."""
     run_in_process("steps=300", "noise=0.5")
-    monkeypatch.setattr(store_sql, "database_store", lambda client: None)  # MLflow's API all the way
-    run_in_process("steps=300", "noise=0.5")
+    with monkeypatch.context() as patched:
+        patched.setattr(store_sql, "database_store", lambda client: None)  # MLflow's API all the way
+        run_in_process("steps=300", "noise=0.5")
     client = MlflowClient(store)
     fast, api = sorted(job_runs(store), key=lambda r: r.info.start_time)
     assert fast.info.status == api.info.status == "FINISHED" and fast.info.end_time and api.info.end_time
@@ -183,6 +184,10 @@ def test_direct_store_write_equals_mlflow_api(store: str, monkeypatch: pytest.Mo
         ours, theirs = ([(m.step, m.value) for m in client.get_metric_history(r.info.run_id, key)]
                         for r in (fast, api))
         assert sorted(ours) == sorted(theirs) and ours, key
+    ids, keys = [fast.info.run_id, api.info.run_id], ["train/loss", "test/loss", "nothing/such"]
+    bulk = tracking.metric_histories(client, ids, keys)  # the report's one query per 500 runs
+    assert sorted(bulk) == sorted((i, k, m.step, m.value) for i in ids for k in keys
+                                  for m in client.get_metric_history(i, k)) and len(bulk) == 2 * (300 + 101)
     listed = [sorted(a.path for a in client.list_artifacts(r.info.run_id)) for r in (fast, api)]
     assert listed[0] == listed[1] == ["config.yaml", "curve.csv", "data.npz"]
 
