@@ -62,7 +62,7 @@ def _varied(runs, col: str) -> bool:
 
 
 def convergence(runs, hist):
-    """train/loss against step, a panel per optimizer, a line per learning rate, replicate bands, LS floor."""
+    """train/loss against step, a panel per optimizer, a line per learning rate, bands, LS floor."""
     curves = hist[hist["metric"] == "train/loss"]
     if curves.empty:
         return None, "nothing to show: no run has a train/loss history (solver-only sweep?)"
@@ -70,26 +70,38 @@ def convergence(runs, hist):
     fig, axes = plt.subplots(1, len(optimizers), figsize=(4.2 * len(optimizers), 3.6), squeeze=False, sharey=True)
     palette = sns.color_palette("viridis", curves["lr"].nunique())
     colors = dict(zip(sorted(curves["lr"].dropna().unique()), palette))
+    quantiles = hist[hist["metric"].isin(["train/loss_p10", "train/loss_p90"])]
     for ax, opt in zip(axes[0], optimizers):
-        sub = hist[hist["optimizer"] == opt]
-        for (run_id, lr), line in sub[sub["metric"] == "train/loss"].groupby(["run_id", "lr"]):
-            ax.plot(line["step"], line["value"], color=colors.get(lr), lw=1, label=f"lr {lr:g}")
-            lo = sub[(sub["run_id"] == run_id) & (sub["metric"] == "train/loss_p10")]
-            hi = sub[(sub["run_id"] == run_id) & (sub["metric"] == "train/loss_p90")]
-            if len(lo) and len(lo) == len(hi):
-                ax.fill_between(lo["step"], lo["value"], hi["value"].to_numpy(), color=colors.get(lr), alpha=0.15)
+        for lr, by_lr in curves[curves["optimizer"] == opt].groupby("lr"):
+            step, mid, lo, hi = lr_band(by_lr, quantiles)
+            ax.plot(step, mid, color=colors.get(lr), lw=1, label=f"lr {lr:g}")
+            if lo is not None:
+                ax.fill_between(step, lo, hi, color=colors.get(lr), alpha=0.15)
         floor = runs.loc[runs["optimizer"] == opt, "ols/loss"].mean() if "ols/loss" in runs else np.nan
         if np.isfinite(floor) and floor > 0:
             ax.axhline(floor, color="k", ls="--", lw=1, label="least squares")
         ax.set(yscale="log", xscale="log", title=str(opt), xlabel="step")
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(sorted(zip(labels, handles), key=lambda p: float(p[0][3:]) if p[0][:3] == "lr " else 1e9))
-        ax.legend(unique.values(), unique.keys(), fontsize=7)
+        ax.legend(fontsize=7)
     start = curves.sort_values("step").groupby("run_id")["value"].first().median()
     if np.isfinite(start) and start > 0:  # diverging curves would squash the rest: they leave the top
         axes[0][0].set_ylim(top=start * 100)
-    axes[0][0].set_ylabel("train/loss (mean over replicates)")
-    return fig, "Bands span the 10th to 90th percentile across replicates; the dashed line is the least-squares loss."
+    axes[0][0].set_ylabel("train/loss")
+    return fig, ("One line per learning rate. One run: its mean over replicates, the band its replicates' "
+                 "10th to 90th percentile. Several runs (seeds): their median, the band their 10th to 90th "
+                 "percentile. The dashed line is the least-squares loss.")
+
+
+def lr_band(by_lr, quantiles):
+    """(steps, line, band low, band high) of one learning rate's runs; the band is None when there is none."""
+    ids = by_lr["run_id"].unique()
+    if len(ids) == 1:
+        own = quantiles[quantiles["run_id"] == ids[0]]
+        lo, hi = (own[own["metric"] == f"train/loss_p{q}"]["value"].to_numpy() for q in (10, 90))
+        band = len(lo) == len(hi) == len(by_lr) > 0
+        return by_lr["step"], by_lr["value"], lo if band else None, hi if band else None
+    per_step = by_lr.groupby("step")["value"]
+    return (per_step.median().index, per_step.median(), per_step.quantile(0.1).to_numpy(),
+            per_step.quantile(0.9).to_numpy())
 
 
 def time_to_target(runs, hist):
