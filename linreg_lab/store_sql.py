@@ -21,6 +21,8 @@ from urllib.parse import urlparse
 import numpy as np
 from sqlalchemy import delete, event, insert, select, update
 
+METRIC_COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")  # metrics and latest_metrics
+KEY_VALUE = ("key", "value", "run_uuid")  # tags and params
 _tuned: set[int] = set()  # stores (by id) whose SQLite connections are tuned
 _artifact_roots: dict[tuple[str, str], str] = {}  # (db uri, experiment id) -> artifact location
 
@@ -76,20 +78,19 @@ def open_run(store, experiment_id: str, name: str, tags: dict[str, str],
            "user_id": tags.get(MLFLOW_USER, "unknown"), "status": "RUNNING", "start_time": now_ms(),
            "end_time": None, "deleted_time": None, "source_version": "", "lifecycle_stage": "active",
            "artifact_uri": artifact_uri, "experiment_id": int(experiment_id)}
-    tag_rows = [{"key": k, "value": v, "run_uuid": run_id} for k, v in {**tags, MLFLOW_RUN_NAME: name}.items()]
     with store.ManagedSessionMaker(read_only=False) as session:
         session.execute(insert(SqlRun.__table__), [run])
-        session.execute(insert(SqlTag.__table__), tag_rows)
+        insert_rows(session, SqlTag.__table__, KEY_VALUE, [(k, v, run_id) for k, v in
+                                                           {**tags, MLFLOW_RUN_NAME: name}.items()])
         if params:
-            session.execute(insert(SqlParam.__table__), [{"key": k, "value": v, "run_uuid": run_id}
-                                                         for k, v in params.items()])
+            insert_rows(session, SqlParam.__table__, KEY_VALUE, [(k, v, run_id) for k, v in params.items()])
     return run_id, artifact_uri
 
 
-def latest(steps: np.ndarray, values: np.ndarray) -> tuple[float, int]:
-    """A metric's latest point as MLflow keeps it: the largest step, then the largest value."""
-    i = np.lexsort((values, steps))[-1]
-    return float(values[i]), int(steps[i])
+def latest(steps: np.ndarray, values: np.ndarray) -> int:
+    """Index of a metric's latest point as MLflow keeps it: the largest step, then the largest value
+    (every point of one write has the same timestamp)."""
+    return int(np.lexsort((values, steps))[-1])
 
 
 def insert_rows(session, table, columns: tuple[str, ...], rows) -> None:
@@ -111,20 +112,19 @@ def close_run(store, run_id: str, series: dict[str, tuple[np.ndarray, np.ndarray
     from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun, SqlTag
 
     stamp = now_ms()
-    columns = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
+    series = {key: points for key, points in series.items() if len(points[0])}
     points = chain.from_iterable(
         zip(repeat(key), values.tolist(), repeat(stamp), steps.tolist(), repeat(False), repeat(run_id))
-        for key, (steps, values) in series.items() if len(steps))
-    last = [(key, *latest(steps, values), stamp) for key, (steps, values) in series.items() if len(steps)]
+        for key, (steps, values) in series.items())
+    last = [(key, float(values[i]), stamp, int(steps[i]), False, run_id)
+            for key, (steps, values) in series.items() for i in [latest(steps, values)]]
     with store.ManagedSessionMaker(read_only=False) as session:
         if last:
-            insert_rows(session, SqlMetric.__table__, columns, points)
-            insert_rows(session, SqlLatestMetric.__table__, columns,
-                        [(key, value, stamp, step, False, run_id) for key, value, step, stamp in last])
+            insert_rows(session, SqlMetric.__table__, METRIC_COLUMNS, points)
+            insert_rows(session, SqlLatestMetric.__table__, METRIC_COLUMNS, last)
         if tags:
             session.execute(delete(SqlTag).where(SqlTag.run_uuid == run_id).where(SqlTag.key.in_(list(tags))))
-            insert_rows(session, SqlTag.__table__, ("key", "value", "run_uuid"),
-                        [(k, v, run_id) for k, v in tags.items()])
+            insert_rows(session, SqlTag.__table__, KEY_VALUE, [(k, v, run_id) for k, v in tags.items()])
         if status:
             session.execute(update(SqlRun).where(SqlRun.run_uuid == run_id).values(status=status, end_time=stamp))
 

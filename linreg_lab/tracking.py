@@ -206,7 +206,7 @@ def finite(steps, values) -> tuple[np.ndarray, np.ndarray]:
 def artifact_dir(client: MlflowClient, run_id: str) -> Path | None:
     """The run's artifact folder when it is on this machine (created), so artifacts are written in place;
     None for a remote artifact store (write elsewhere, then log_artifacts)."""
-    uri = _artifact_uris.get(run_id) or client.get_run(run_id).info.artifact_uri
+    uri = _artifact_uris.pop(run_id, None) or client.get_run(run_id).info.artifact_uri
     path = store_sql.local_path(uri)
     if path is None:
         return None
