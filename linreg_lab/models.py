@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from linreg_lab.analysis import least_squares
-from linreg_lab.config import ClosedFormConfig, GradientModelConfig, GridConfig, Init, Loss, Reduction
-from linreg_lab.optimizers import OptimizerConfig, SGDUpdate, build_torch_optimizer, build_update
+from linreg_lab.config import ClosedFormConfig, GradientModelConfig, GridConfig, Init, Loss, Reduction, SGDConfig
+from linreg_lab.optimizers import FusedUpdate, OptimizerConfig, build_torch_optimizer, build_update
 
 
 def loss_scale(loss: Loss) -> float:
@@ -163,8 +163,9 @@ class ManualModel(GradientModel):
     """Hand-derived gradients, no autograd. A row is a = (x, 1, y) and theta = (w, b, -1), so the
     residuals r = a . theta = x.w + b - y of a whole batch are one batched product, and the
     gradient k r^T A with A = [X, 1] another (r read as a row: the same memory); plain SGD folds
-    its update into that second product. A step's record is its residuals: the chunk's losses
-    come from them in one operation."""
+    its update into that second product, the other optimizers are one fused kernel over theta
+    (the -1's gradient is kept at zero, so it never moves). A step's record is its residuals: the
+    chunk's losses come from them in one operation."""
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor, cfg: GradientModelConfig, lr: float, opt: OptimizerConfig):
         self.cfg, self.lr, (R, self.d) = cfg, lr, w.shape
@@ -172,10 +173,15 @@ class ManualModel(GradientModel):
         columns = [w, b[:, None]] if cfg.fit_intercept else [w]
         self.theta = torch.cat([*columns, -torch.ones_like(b)[:, None]], 1).unsqueeze(-1)  # (R, p + 1, 1)
         self.free = self.theta.view(R, 1, self.p + 1)[:, :, :self.p]  # a row view: updates write into theta
-        self.grad = torch.empty_like(self.free)
-        self.update = build_update(lr, opt)
+        full_grad = torch.zeros_like(self.theta).view(R, 1, self.p + 1)  # the -1's entry stays 0
+        self.grad = full_grad[:, :, :self.p]
         # plain SGD: theta -= lr k r^T A in one product
-        self.fused = isinstance(self.update, SGDUpdate) and not opt.momentum and not opt.weight_decay
+        self.fused = isinstance(opt, SGDConfig) and not opt.momentum and not opt.weight_decay
+        if not self.fused and FusedUpdate.supports(opt, w.device):
+            self.update = FusedUpdate(lr, opt, self.theta, full_grad, (self.free, self.grad))
+        else:
+            python_update = build_update(lr, opt)
+            self.update = lambda: python_update(0, self.free, self.grad)
         self.k = 0.0
 
     def rows(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -200,7 +206,7 @@ class ManualModel(GradientModel):
         """Residuals into the batch's slot and the gradient (R, 1, p) of the objective, derived by hand."""
         rows, A, r, r_row = batch
         torch.bmm(rows, self.theta, out=r)  # x.w + b - y
-        return torch.baddbmm(self.grad, r_row, A, beta=0, alpha=self.k, out=self.grad)
+        return self.grad.baddbmm_(r_row, A, beta=0, alpha=self.k)
 
     def step(self, batch: tuple[torch.Tensor, ...]) -> None:
         if self.fused:
@@ -208,7 +214,8 @@ class ManualModel(GradientModel):
             torch.bmm(rows, self.theta, out=r)
             self.free.baddbmm_(r_row, A, alpha=-self.lr * self.k)
         else:
-            self.update(0, self.free, self.gradients(batch))
+            self.gradients(batch)
+            self.update()
 
     def params(self) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.theta[:, :self.d, 0].clone()
