@@ -54,8 +54,15 @@ LAUNCHER_PLUGINS = {  # hydra/launcher option -> (plugin module, how to get it)
 
 
 def check_launcher(overrides: list[Override]) -> None:
-    """A launcher chosen on the command line must have its Hydra plugin installed."""
+    """A launcher chosen on the command line must have its Hydra plugin installed (pool: can fork)."""
     for o in overrides:
+        if o.key_or_group == "hydra/launcher" and o.value() == "pool":
+            import multiprocessing
+
+            from linreg_lab.pool import NO_FORK
+
+            if "fork" not in multiprocessing.get_all_start_methods():
+                raise ConfigError(NO_FORK)
         if o.key_or_group == "hydra/launcher" and o.value() in LAUNCHER_PLUGINS:
             module, fix = LAUNCHER_PLUGINS[o.value()]
             if importlib.util.find_spec(module) is None:

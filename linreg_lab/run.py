@@ -77,15 +77,18 @@ def task(cfg: DictConfig) -> float:
     return finals.get("w_error/l2", float("nan"))
 
 
-def register_sweeper() -> None:
-    """Make `hydra/sweeper=cached_basic` (config.yaml's default) known to Hydra. Hydra finds plugins by
-    scanning the hydra_plugins package, which misses an editable install's, so it is registered here."""
+def register_plugins() -> None:
+    """Make `hydra/sweeper=cached_basic` (config.yaml's default) and `hydra/launcher=pool` known to Hydra.
+    Hydra finds plugins by scanning the hydra_plugins package, which misses an editable install's,
+    so they are registered here."""
     from hydra.core.plugins import Plugins
 
     plugins = Plugins.instance()  # scans (and re-executes) Hydra's core plugins: only then import ours
+    from hydra_plugins.linreg_lab_launcher import PoolLauncher
     from hydra_plugins.linreg_lab_sweeper import CachedBasicSweeper
 
     plugins.register(CachedBasicSweeper)
+    plugins.register(PoolLauncher)
 
 
 def main() -> None:
@@ -93,7 +96,7 @@ def main() -> None:
     from linreg_lab.preflight import preflight
 
     register_configs()
-    register_sweeper()
+    register_plugins()
     try:
         jobs = preflight(sys.argv[1:], conf_dir())
     except ConfigError as err:

@@ -205,3 +205,15 @@ def test_history_complete_when_the_direct_write_fails(store: str, monkeypatch: p
     assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "completed"
     steps = [m.step for m in MlflowClient(store).get_metric_history(run.info.run_id, "train/loss")]
     assert sorted(steps) == list(range(1, 301))  # complete and nothing twice: the failed transaction left nothing
+
+
+def test_curve_csv_writes_what_np_savetxt_writes(tmp_path: Path) -> None:
+    from linreg_lab.job import write_curve
+
+    gen = np.random.default_rng(0)
+    mean = (gen.standard_normal(500) * 10.0 ** gen.integers(-8, 8, 500)).astype(np.float32)
+    mean[[3, 5, 7, 9]] = [np.nan, np.inf, -np.inf, -0.0]
+    write_curve(tmp_path / "ours.csv", mean)
+    np.savetxt(tmp_path / "numpy.csv", np.c_[np.arange(1, 501), mean], delimiter=",", header="step,train_loss",
+               comments="", fmt=["%d", "%.9g"])
+    assert (tmp_path / "ours.csv").read_text() == (tmp_path / "numpy.csv").read_text()

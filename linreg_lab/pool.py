@@ -1,0 +1,132 @@
+"""`hydra/launcher=pool`: a sweep's jobs on worker processes forked from the launching process.
+
+Hydra's joblib launcher pickles the launcher's whole state (config store, config loader,
+composed config) for every job and starts workers that import torch and MLflow again (~6 s
+on a small machine). Here torch and MLflow are loaded once in the launching process, which
+then forks `n_jobs` workers: they start in milliseconds, inherit everything (the config cache
+included), and take every n-th job. Each job runs as under the basic launcher (Hydra's
+`run_job`, in the worker); what comes back to the launching process is only the job's
+status and return value. A worker starts a fresh connection pool for every SQL store it
+inherited, so no database connection is shared across the fork.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
+from omegaconf import open_dict
+
+NO_FORK = "hydra/launcher=pool needs the fork start method (Linux, macOS); allowed here: basic, joblib"
+
+
+def run_one(launcher, idx: int, overrides: list[str]) -> JobReturn:
+    """Job `idx` as Hydra's basic launcher runs it."""
+    cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
+    with open_dict(cfg):
+        cfg.hydra.job.id = idx
+        cfg.hydra.job.num = idx
+    return run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function, config=cfg,
+                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+
+
+def _portable(value):
+    """A job's return value or exception as it can cross a process boundary."""
+    try:
+        pickle.dumps(value)
+        return value
+    except Exception:
+        return RuntimeError(f"{type(value).__name__}: {value}")
+
+
+def _fresh_connections() -> None:
+    """After the fork: every inherited SQLAlchemy engine opens new connections, leaving the
+    parent's alone (SQLAlchemy's recipe for os.fork)."""
+    import sys
+
+    store = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
+    if store is not None:
+        for engine in store.SqlAlchemyStore._engine_map.values():
+            engine.dispose(close=False)
+
+
+def _worker(launcher, jobs: list[tuple[int, list[str]]], results, threads: int) -> None:
+    """A forked worker: run its jobs in order, reporting each (index, status, value, folder, name)."""
+    import torch
+
+    _fresh_connections()
+    torch.set_num_threads(threads)
+    try:
+        for idx, overrides in jobs:
+            ret = run_one(launcher, idx, overrides)
+            results.put((idx, ret.status.value, _portable(ret._return_value), ret.working_dir, ret.task_name))
+    except KeyboardInterrupt:  # SIGTERM from the launching process, or Ctrl-C: the job ended its run KILLED
+        os._exit(128 + signal.SIGTERM)
+
+
+def workers(n_jobs: int, jobs: int) -> int:
+    """n_jobs workers (-1: one per CPU), never more than jobs."""
+    n = n_jobs if n_jobs > 0 else (os.cpu_count() or 1)
+    return max(1, min(n, jobs))
+
+
+def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, n_jobs: int) -> list[JobReturn]:
+    """Run a batch of jobs on forked workers (in this process when one worker is enough)."""
+    setup_globals()
+    Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+    n = workers(n_jobs, len(jobs))
+    if n == 1:
+        return [run_one(launcher, idx, overrides) for idx, overrides in jobs]
+    import linreg_lab.job  # noqa: F401  torch and MLflow load here, once, for every worker
+
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    threads = max(1, (os.cpu_count() or 1) // n)
+    procs = [ctx.Process(target=_worker, args=(launcher, jobs[w::n], results, threads), daemon=True)
+             for w in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        done = collect(results, procs, len(jobs))
+    except BaseException:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: the worker's current job ends its run KILLED
+        for p in procs:
+            p.join()
+        raise
+    for p in procs:
+        p.join()
+    returns = []
+    for idx, overrides in jobs:
+        status, value, working_dir, task_name = done.get(idx) or lost(idx, overrides)
+        returns.append(JobReturn(overrides=overrides, status=JobStatus(status), _return_value=value,
+                                 working_dir=working_dir, task_name=task_name))
+    return returns
+
+
+def collect(results, procs, count: int) -> dict[int, tuple]:
+    """Every job's (status, value, folder, name) by index, until all arrived or every worker is gone."""
+    done: dict[int, tuple] = {}
+    while len(done) < count:
+        try:
+            idx, *rest = results.get(timeout=0.2)
+        except queue.Empty:
+            if not any(p.is_alive() for p in procs) and results.empty():
+                break
+            continue
+        done[idx] = tuple(rest)
+    return done
+
+
+def lost(idx: int, overrides: list[str]) -> tuple:
+    """The result of a job whose worker died before reporting it."""
+    err = RuntimeError(f"job #{idx} ({' '.join(filter_overrides(overrides))}): its worker process died")
+    return JobStatus.FAILED.value, err, None, None
