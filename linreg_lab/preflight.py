@@ -69,6 +69,17 @@ def check_launcher(overrides: list[Override]) -> None:
                 raise ConfigError(f"hydra/launcher={o.value()} needs its Hydra plugin, which is not installed: {fix}")
 
 
+def check_pool_workers(primary) -> None:
+    """hydra/launcher=pool takes n_jobs >= 1 workers, or -1 for one per CPU."""
+    launcher = OmegaConf.select(primary, "hydra.launcher")
+    if launcher is None or launcher.get("_target_") != "hydra_plugins.linreg_lab_launcher.PoolLauncher":
+        return
+    n = launcher.get("n_jobs")
+    if not isinstance(n, int) or isinstance(n, bool) or not (n >= 1 or n == -1):
+        raise ConfigError(f"hydra.launcher.n_jobs={n!r} is not allowed; allowed: a number of workers >= 1, "
+                          "or -1 for one per CPU")
+
+
 def expand(fixed: list[str], swept: list[Override]) -> list[list[str]]:
     """Every job's overrides: the fixed ones plus one value of each swept key (cartesian product)."""
     axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in swept]
@@ -168,6 +179,7 @@ def preflight(argv: list[str], conf: Path) -> int | None:
                               return_hydra_config=True)
         except Exception as err:
             raise ConfigError(one_line(err)) from None
+        check_pool_workers(primary)
         swept = [o for o, h in zip(parsed, is_hydra) if multirun and o.is_sweep_override() and not h]
         keys = {o.get_key_element() for o in swept}
         params = OmegaConf.select(primary, "hydra.sweeper.params") or {}

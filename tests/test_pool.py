@@ -1,0 +1,85 @@
+"""hydra/launcher=pool: the basic launcher's results from forked workers, and its failures and signals."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from tests.conftest import all_runs, job_runs, run_cli
+from tests.test_reliability import LONG_JOB, start_cli, wait_for
+
+POOL = ["hydra/launcher=pool", "hydra.launcher.n_jobs=2"]
+SWEEP = ["-m", "optimizer=sgd,momentum,rmsprop,adam", "lr=0.1,0.01", "steps=200"]
+
+
+def pid(run) -> str:
+    return run.data.tags["owner"].rsplit(":", 2)[1]
+
+
+def untimed(run) -> dict[str, float]:
+    return {k: v for k, v in run.data.metrics.items() if not k.startswith(("time/", "ttt/seconds"))}
+
+
+def test_pool_runs_the_jobs_of_the_basic_launcher_in_two_forked_workers(tmp_path: Path) -> None:
+    results = {}
+    for name, extra in (("basic", []), ("pool", POOL)):
+        uri = f"sqlite:///{tmp_path / name}.db"
+        out = run_cli([*SWEEP, *extra], tmp_path, {"MLFLOW_TRACKING_URI": uri})
+        assert out.returncode == 0, out.stderr[-3000:]
+        results[name] = uri
+    basic = {r.info.run_name: r for r in job_runs(results["basic"])}
+    pooled = {r.info.run_name: r for r in job_runs(results["pool"])}
+    assert len(basic) == 8 and set(pooled) == set(basic)
+    client = MlflowClient(results["pool"])
+    for name, run in pooled.items():
+        assert run.info.status == "FINISHED" and untimed(run) == untimed(basic[name]), name
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+        assert sorted(steps) == list(range(1, 201)), name
+    (parent,) = [r for r in all_runs(results["pool"]) if r.data.tags["run_kind"] == "sweep"]
+    assert parent.info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in pooled.values()} == {parent.info.run_id}
+    workers = {pid(r) for r in pooled.values()}
+    assert len(workers) == 2 and pid(parent) not in workers  # two processes, neither the launching one
+
+
+def test_pool_crashing_job_fails_alone(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_cli(["-m", "steps=100,100000000000,50,60", "data=streaming_1d", "batch_size=1000", "lr=1e-4", *POOL],
+                  tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode != 0
+    runs = {r.data.params["steps"]: r for r in job_runs(uri)}
+    assert {runs[s].info.status for s in ("100", "50", "60")} == {"FINISHED"}
+    crashed = runs["100000000000"]
+    assert crashed.info.status == "FAILED" and "RuntimeError" in crashed.data.tags["error"]
+    assert "not finished:" in out.stdout and "steps=100000000000" in out.stdout
+    (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
+    assert parent.info.status == "FAILED"
+    assert not [r for r in all_runs(uri) if r.info.status == "RUNNING"]
+
+
+def test_pool_sigterm_ends_every_workers_run_killed(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = start_cli(["-m", "seed=0,1,2,3", *LONG_JOB, *POOL], tmp_path, uri)
+    wait_for(lambda: len([r for r in job_runs(uri, "RUNNING") if r.data.params]) == 2, proc)
+    time.sleep(3.0)  # both workers inside their training loops
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    runs = job_runs(uri)
+    assert len(runs) == 2  # seeds 2 and 3 never started
+    client = MlflowClient(uri)
+    for run in runs:
+        assert run.info.status == "KILLED" and "interrupted" in run.data.tags["error"]
+        assert len(client.get_metric_history(run.info.run_id, "train/loss")) > 10
+    (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
+    assert parent.info.status == "KILLED"
+
+
+def test_pool_workers_must_be_positive_or_minus_one(tmp_path: Path) -> None:
+    out = run_cli(["-m", "seed=0,1", "hydra/launcher=pool", "hydra.launcher.n_jobs=0"], tmp_path)
+    assert out.returncode == 1
+    assert out.stderr.strip() == ("linreg_lab: error: hydra.launcher.n_jobs=0 is not allowed; allowed: a number of "
+                                  "workers >= 1, or -1 for one per CPU")
+    assert not (tmp_path / "mlflow.db").exists()
