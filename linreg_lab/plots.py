@@ -215,18 +215,35 @@ def heatmap(runs, hist):
     return fig, "'div' marks cells where a run diverged."
 
 
+PER_RUN_BARS = 40  # beyond this many runs, wall time is drawn per optimizer (a bar per run is unreadable)
+
+
 def wall_time(runs, hist):
-    """Wall time of each run: the training loop and the whole job."""
+    """Wall time: the whole job and its training loop, a bar per run, or per optimizer (median, 10-90%)."""
     if "time/total_s" not in runs or runs["time/total_s"].isna().all():
         return None, "nothing to show: no run recorded its time"
     df = runs.dropna(subset=["time/total_s"]).sort_values("time/total_s")
-    fig, ax = plt.subplots(figsize=(7, 0.22 * len(df) + 1.5))
-    ax.barh(df["run_name"], df["time/total_s"], color="C0", label="whole job")
-    ax.barh(df["run_name"], df["time/train_s"], color="C1", label="training loop")
-    ax.set(xlabel="seconds")
-    ax.tick_params(axis="y", labelsize=6)
-    ax.legend()
-    return fig, ""
+    if len(df) <= PER_RUN_BARS:
+        fig, ax = plt.subplots(figsize=(7, 0.22 * len(df) + 1.5))
+        ax.barh(df["run_name"], df["time/total_s"], color="C0", label="whole job")
+        ax.barh(df["run_name"], df["time/train_s"], color="C1", label="training loop")
+        ax.set(xlabel="seconds")
+        ax.tick_params(axis="y", labelsize=6)
+        ax.legend()
+        return fig, ""
+    group = "optimizer" if "optimizer" in df and df["optimizer"].notna().any() else "model"
+    rows = df.groupby(group, dropna=False)
+    fig, ax = plt.subplots(figsize=(7, 0.6 * rows.ngroups + 1.5))
+    for offset, (col, color, label) in enumerate([("time/total_s", "C0", "whole job"),
+                                                  ("time/train_s", "C1", "training loop")]):
+        q = rows[col].quantile([0.1, 0.5, 0.9]).unstack()
+        y = np.arange(len(q)) + 0.2 * (offset - 0.5)
+        ax.barh(y, q[0.5], height=0.4, color=color, label=label,
+                xerr=np.vstack([q[0.5] - q[0.1], q[0.9] - q[0.5]]), error_kw={"lw": 1})
+    ax.set_yticks(np.arange(rows.ngroups), [f"{name} ({len(g)} runs)" for name, g in rows])
+    ax.set(xlabel="seconds: median, whiskers 10-90%")
+    ax.legend(loc="lower right")
+    return fig, f"{len(df)} runs: per {group}, the median and 10-90% range (a bar per run up to {PER_RUN_BARS} runs)"
 
 
 REPORT_FIGURES = [

@@ -25,6 +25,7 @@ METRIC_COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")  # 
 KEY_VALUE = ("key", "value", "run_uuid")  # tags and params
 _tuned: set[int] = set()  # stores (by id) whose SQLite connections are tuned
 _artifact_roots: dict[tuple[str, str], str] = {}  # (db uri, experiment id) -> artifact location
+NAN = float("nan")
 
 
 def database_store(client):
@@ -131,16 +132,17 @@ def close_run(store, run_id: str, series: dict[str, tuple[np.ndarray, np.ndarray
 
 def histories(store, run_ids: list[str], keys: list[str]) -> list[tuple[str, str, int, float]]:
     """(run_id, key, step, value) of every point of `keys` in every run: one query per 500 runs
-    instead of one get_metric_history call per run and key."""
+    instead of one get_metric_history call per run and key. NaN is stored as 0 with is_nan set,
+    and read back as NaN, as MLflow does."""
     from mlflow.store.tracking.dbmodels.models import SqlMetric
 
     out = []
-    with store.ManagedSessionMaker() as session:
+    with store.engine.connect() as conn:  # SQLAlchemy Core: rows as tuples, no ORM loading
         for i in range(0, len(run_ids), 500):
-            query = (select(SqlMetric.run_uuid, SqlMetric.key, SqlMetric.step, SqlMetric.value)
+            query = (select(SqlMetric.run_uuid, SqlMetric.key, SqlMetric.step, SqlMetric.value, SqlMetric.is_nan)
                      .where(SqlMetric.run_uuid.in_(run_ids[i:i + 500]), SqlMetric.key.in_(keys))
                      .order_by(SqlMetric.run_uuid, SqlMetric.key, SqlMetric.step, SqlMetric.timestamp))
-            out += [(r, k, int(s), float(v)) for r, k, s, v in session.execute(query)]
+            out += [(r, k, s, NAN if nan else v) for r, k, s, v, nan in conn.execute(query)]
     return out
 
 

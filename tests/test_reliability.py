@@ -217,3 +217,17 @@ def test_curve_csv_writes_what_np_savetxt_writes(tmp_path: Path) -> None:
     np.savetxt(tmp_path / "numpy.csv", np.c_[np.arange(1, 501), mean], delimiter=",", header="step,train_loss",
                comments="", fmt=["%d", "%.9g"])
     assert (tmp_path / "ours.csv").read_text() == (tmp_path / "numpy.csv").read_text()
+
+
+def test_bulk_history_reads_nan_as_nan(store: str) -> None:
+    """MLflow stores a NaN point as 0 with is_nan set; the report's bulk read gives NaN back, as MLflow does."""
+    import math
+
+    client = MlflowClient(store)
+    run_id = client.create_run(client.create_experiment("nan")).info.run_id
+    for step, value in enumerate([0.5, float("nan"), 0.25], 1):
+        client.log_metric(run_id, "train/loss_p90", value, step=step)
+    bulk = tracking.metric_histories(client, [run_id], ["train/loss_p90"])
+    api = [m.value for m in client.get_metric_history(run_id, "train/loss_p90")]
+    assert [s for _, _, s, _ in bulk] == [1, 2, 3] and math.isnan(bulk[1][3]) and math.isnan(api[1])
+    assert [v for _, _, _, v in bulk][::2] == api[::2] == [0.5, 0.25]
