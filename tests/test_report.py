@@ -126,3 +126,22 @@ def test_study_presets_declare_their_sweeps_and_report(tmp_path: Path) -> None:
     best = section((tmp_path / "out" / "report.html").read_text(), "Each optimizer at its best learning rate")
     assert all(f"<td>{o}</td>" in best for o in ("sgd", "momentum", "rmsprop", "adam"))
     assert "w_sd_replicates" in best
+
+
+def test_wall_time_of_many_runs_is_drawn_per_optimizer() -> None:
+    """Past 40 runs a bar per run is unreadable: one bar per optimizer at the median, whiskers at 10 and 90%."""
+    import numpy as np
+
+    from linreg_lab import plots
+
+    total = np.r_[np.linspace(1.0, 2.0, 30), np.linspace(5.0, 9.0, 20)]
+    runs = pd.DataFrame({"run_name": [f"r{i}" for i in range(50)], "optimizer": ["sgd"] * 30 + ["adam"] * 20,
+                         "time/total_s": total, "time/train_s": total / 2})
+    fig, note = plots.wall_time(runs, None)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["adam (20 runs)", "sgd (30 runs)"]
+    whole, loop = ([bar.get_width() for bar in c] for c in ax.containers if hasattr(c, "patches"))
+    assert np.allclose(whole, [np.median(total[30:]), np.median(total[:30])])  # adam, sgd
+    assert np.allclose(loop, np.divide(whole, 2))
+    assert "50 runs" in note and "median" in note
+    plots.plt.close(fig)
