@@ -116,6 +116,9 @@ def check_devices(names: set[str]) -> None:
     """An explicit cuda or mps must exist here; only then are torch (and the job module) imported."""
     wanted = names & {"cuda", "mps"}
     if wanted:
+        # torch asks NVML, so CUDA stays uninitialised in this process and workers forked from it
+        # (hydra/launcher=pool) can still initialise it; torch falls back to the runtime if NVML fails
+        os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
         from linreg_lab.job import pick_device
 
         for name in sorted(wanted):

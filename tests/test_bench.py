@@ -27,6 +27,7 @@ def test_bench_quick_mode_produces_every_row(tmp_path: Path) -> None:
             continue  # no CUDA device: the row says so
         assert math.isfinite(r["harness"]) and r["harness"] > 0, r
         assert r["row"] in proc.stdout  # the printed table has it too
+    assert sorted(r["row"].split()[1] for r in result["rows"] if r["row"].startswith("7.")) == ["joblib", "pool"]
     loops = [r for r in result["rows"] if r["row"].startswith("3. loop, manual (default)")]
     assert [r["row"].split("R=")[1].split()[0] for r in loops] == ["1", "10", "100", "1000"]
     assert all(r["met"] in (True, False) for r in result["rows"] if r["target"] and not r["row"].startswith("6."))
