@@ -61,6 +61,7 @@ def finish_sweep(abandoned: str | None) -> None:
     _open.clear()
     os.environ.pop(tracking.PARENT_ENV, None)
     client = tracking.connect(uri)
+    tracking.reap_orphans(client, exp_id)  # a job whose worker process died (pool, joblib) ends FAILED now
     rows = tracking.child_runs(client, exp_id, run_id)
     done = {r.get("tags.config_hash") for r in rows if r["status"] == "FINISHED"}
     failed = [f"{r['run_name']} [{r.get('tags.overrides', '')}] {r['status']}" for r in rows

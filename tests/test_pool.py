@@ -83,3 +83,23 @@ def test_pool_workers_must_be_positive_or_minus_one(tmp_path: Path) -> None:
     assert out.stderr.strip() == ("linreg_lab: error: hydra.launcher.n_jobs=0 is not allowed; allowed: a number of "
                                   "workers >= 1, or -1 for one per CPU")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_pool_worker_killed_fails_its_jobs_and_the_others_finish(tmp_path: Path) -> None:
+    """Worker 0 takes jobs 0 and 2, worker 1 jobs 1 and 3; SIGKILL worker 0 inside job 0."""
+    import os
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = start_cli(["-m", "steps=3000000,100,200,300", "model=manual", "batch_size=full", *POOL], tmp_path, uri)
+    long_job = lambda: [r for r in job_runs(uri, "RUNNING") if r.data.params.get("steps") == "3000000"]  # noqa: E731
+    wait_for(lambda: bool(long_job()), proc)
+    os.kill(int(pid(long_job()[0])), signal.SIGKILL)
+    assert proc.wait(timeout=120) != 0
+    runs = {r.data.params["steps"]: r for r in job_runs(uri)}
+    assert set(runs) == {"3000000", "100", "300"}  # job 2 died with its worker before it started
+    assert runs["100"].info.status == runs["300"].info.status == "FINISHED"
+    killed = runs["3000000"]
+    assert killed.info.status == "FAILED" and "orphaned" in killed.data.tags["error"]
+    (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
+    assert parent.info.status == "FAILED"
+    assert not [r for r in all_runs(uri) if r.info.status == "RUNNING"]
