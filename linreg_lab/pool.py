@@ -1,13 +1,13 @@
 """`hydra/launcher=pool`: a sweep's jobs on worker processes forked from the launching process.
 
-Hydra's joblib launcher pickles the launcher's whole state (config store, config loader,
-composed config) for every job and starts workers that import torch and MLflow again (~6 s
-on a small machine). Here torch and MLflow are loaded once in the launching process, which
+Hydra's joblib launcher pickles the launcher's whole state (Hydra's singletons with the
+config store, the config loader, the primary config) for every job, and its workers import
+torch and MLflow again (~6 s on a small machine). Here torch and MLflow are loaded once in the launching process, which
 then forks `n_jobs` workers: they start in milliseconds, inherit everything (the config cache
 included), and take every n-th job. Each job runs as under the basic launcher (Hydra's
 `run_job`, in the worker); what comes back to the launching process is only the job's
-status and return value. A worker starts a fresh connection pool for every SQL store it
-inherited, so no database connection is shared across the fork.
+status and return value. A worker opens its own database connections (tracking.after_fork),
+so none is shared across the fork.
 """
 
 from __future__ import annotations
@@ -45,22 +45,13 @@ def _portable(value):
         return RuntimeError(f"{type(value).__name__}: {value}")
 
 
-def _fresh_connections() -> None:
-    """After the fork: every inherited SQLAlchemy engine opens new connections, leaving the
-    parent's alone (SQLAlchemy's recipe for os.fork)."""
-    import sys
-
-    store = sys.modules.get("mlflow.store.tracking.sqlalchemy_store")
-    if store is not None:
-        for engine in store.SqlAlchemyStore._engine_map.values():
-            engine.dispose(close=False)
-
-
 def _worker(launcher, jobs: list[tuple[int, list[str]]], results, threads: int) -> None:
     """A forked worker: run its jobs in order, reporting each (index, status, value, folder, name)."""
     import torch
 
-    _fresh_connections()
+    from linreg_lab import tracking
+
+    tracking.after_fork()
     torch.set_num_threads(threads)
     try:
         for idx, overrides in jobs:

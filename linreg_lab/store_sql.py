@@ -43,6 +43,15 @@ def database_store(client):
     return store
 
 
+def after_fork() -> None:
+    """SQLAlchemy's recipe for os.fork: every engine MLflow made in the parent gets a new, empty
+    connection pool in the child, without closing the parent's connections."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    for engine in list(SqlAlchemyStore._engine_map.values()):
+        engine.dispose(close=False)
+
+
 def tune_sqlite(engine) -> None:
     """WAL journal (kept in the file) and synchronous=NORMAL on every connection of `engine`."""
     @event.listens_for(engine, "connect")

@@ -63,6 +63,11 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     return client, exp_id
 
 
+def after_fork() -> None:
+    """In a forked child: leave the parent's database connections alone and open new ones."""
+    store_sql.after_fork()
+
+
 def reap_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
     """Mark FAILED every RUNNING run whose owning process on this host is gone (SIGKILL, crash)."""
     reaped = []
