@@ -134,7 +134,8 @@ class FusedUpdate:
     momentum is Adam with beta1 = 0 (the first moment is the gradient itself), beta2 = alpha and no
     bias correction: Adam's kernel with its step count held where alpha**t is 0."""
 
-    HELD_STEP = 1e12  # alpha**1e12 == 0 for every alpha < 1: both bias corrections are exactly 1
+    HELD_STEP = 1e12  # alpha**1e12 == 0 for alpha <= MAX_ALPHA: both bias corrections are exactly 1
+    MAX_ALPHA = 0.9999  # alpha**1e12 < 1e-43000, far past underflow; closer to 1 keeps the Python update
 
     def __init__(self, lr: float, cfg: OptimizerConfig, p: torch.Tensor, g: torch.Tensor,
                  decayed: tuple[torch.Tensor, torch.Tensor]):
@@ -166,7 +167,7 @@ class FusedUpdate:
         if device.type not in ("cpu", "cuda"):
             return False
         if isinstance(cfg, RMSpropConfig):
-            return not cfg.centered and not cfg.momentum and cfg.alpha < 1
+            return not cfg.centered and not cfg.momentum and cfg.alpha <= FusedUpdate.MAX_ALPHA
         return True
 
     def __call__(self) -> None:

@@ -16,6 +16,8 @@ CASES = {
     "nesterov": SGDConfig(name="momentum", momentum=0.9, nesterov=True, weight_decay=0.01),
     "rmsprop": RMSpropConfig(),
     "rmsprop_tutorial": RMSpropConfig(alpha=0.09),
+    "rmsprop_slowest_fused": RMSpropConfig(alpha=0.9999),
+    "rmsprop_slower": RMSpropConfig(alpha=0.99999999),
     "rmsprop_centered_momentum": RMSpropConfig(centered=True, momentum=0.5, weight_decay=0.01),
     "adam": AdamConfig(),
     "adam_amsgrad_wd": AdamConfig(amsgrad=True, weight_decay=0.05, betas=[0.8, 0.99]),
@@ -47,7 +49,7 @@ FUSED = [case for case in CASES if FusedUpdate.supports(CASES[case], torch.devic
 
 
 def test_fused_kernels_cover_all_but_rmsprop_with_centering_or_momentum() -> None:
-    assert set(CASES) - set(FUSED) == {"rmsprop_centered_momentum"}
+    assert set(CASES) - set(FUSED) == {"rmsprop_centered_momentum", "rmsprop_slower"}
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
