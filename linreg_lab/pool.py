@@ -2,9 +2,9 @@
 
 Hydra's joblib launcher pickles the launcher's whole state (Hydra's singletons with the
 config store, the config loader, the primary config) for every job, and its workers import
-torch and MLflow again (~6 s on a small machine). Here torch and MLflow are loaded once in the launching process, which
-then forks `n_jobs` workers: they start in milliseconds, inherit everything (the config cache
-included), and take every n-th job. Each job runs as under the basic launcher (Hydra's
+torch and MLflow again (~6 s on a small machine). Here torch and MLflow are loaded once in the
+launching process, which then forks `n_jobs` workers: they start in milliseconds, inherit
+everything (the config cache included), and take every n-th job. Each job runs as under the basic launcher (Hydra's
 `run_job`, in the worker); what comes back to the launching process is only the job's
 status and return value. A worker opens its own database connections (tracking.after_fork),
 so none is shared across the fork.
@@ -22,8 +22,6 @@ from pathlib import Path
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
 from omegaconf import open_dict
-
-NO_FORK = "hydra/launcher=pool needs the fork start method (Linux, macOS); allowed here: basic, joblib"
 
 
 def run_one(launcher, idx: int, overrides: list[str]) -> JobReturn:
@@ -67,12 +65,12 @@ def workers(n_jobs: int, jobs: int) -> int:
     return max(1, min(n, jobs))
 
 
-def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, n_jobs: int) -> list[JobReturn]:
-    """Run a batch of jobs on forked workers (in this process when one worker is enough)."""
+def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """Run a batch of jobs on launcher.n_jobs forked workers (in this process when one is enough)."""
     setup_globals()
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
-    n = workers(n_jobs, len(jobs))
+    n = workers(launcher.n_jobs, len(jobs))
     if n == 1:
         return [run_one(launcher, idx, overrides) for idx, overrides in jobs]
     import linreg_lab.job  # noqa: F401  torch and MLflow load here, once, for every worker

@@ -54,26 +54,25 @@ LAUNCHER_PLUGINS = {  # hydra/launcher option -> (plugin module, how to get it)
 
 
 def check_launcher(overrides: list[Override]) -> None:
-    """A launcher chosen on the command line must have its Hydra plugin installed (pool: can fork)."""
+    """A launcher chosen on the command line must have its Hydra plugin installed."""
     for o in overrides:
-        if o.key_or_group == "hydra/launcher" and o.value() == "pool":
-            import multiprocessing
-
-            from linreg_lab.pool import NO_FORK
-
-            if "fork" not in multiprocessing.get_all_start_methods():
-                raise ConfigError(NO_FORK)
         if o.key_or_group == "hydra/launcher" and o.value() in LAUNCHER_PLUGINS:
             module, fix = LAUNCHER_PLUGINS[o.value()]
             if importlib.util.find_spec(module) is None:
                 raise ConfigError(f"hydra/launcher={o.value()} needs its Hydra plugin, which is not installed: {fix}")
 
 
-def check_pool_workers(primary) -> None:
-    """hydra/launcher=pool takes n_jobs >= 1 workers, or -1 for one per CPU."""
+def check_pool(primary) -> None:
+    """The launcher composed for this command, if it is the pool: this platform can fork, and it
+    takes n_jobs >= 1 workers, or -1 for one per CPU."""
     launcher = OmegaConf.select(primary, "hydra.launcher")
     if launcher is None or launcher.get("_target_") != "hydra_plugins.linreg_lab_launcher.PoolLauncher":
         return
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise ConfigError("hydra/launcher=pool needs the fork start method (Linux, macOS); allowed here: "
+                          "basic, joblib")
     n = launcher.get("n_jobs")
     if not isinstance(n, int) or isinstance(n, bool) or not (n >= 1 or n == -1):
         raise ConfigError(f"hydra.launcher.n_jobs={n!r} is not allowed; allowed: a number of workers >= 1, "
@@ -182,7 +181,7 @@ def preflight(argv: list[str], conf: Path) -> int | None:
                               return_hydra_config=True)
         except Exception as err:
             raise ConfigError(one_line(err)) from None
-        check_pool_workers(primary)
+        check_pool(primary)
         swept = [o for o, h in zip(parsed, is_hydra) if multirun and o.is_sweep_override() and not h]
         keys = {o.get_key_element() for o in swept}
         params = OmegaConf.select(primary, "hydra.sweeper.params") or {}

@@ -239,16 +239,12 @@ def rows_loop(replicates: list[int], steps: int, device: str) -> list[dict]:
     return rows
 
 
-def sweep_seconds(overrides: list[str], cwd: Path) -> float:
-    return timed_command(["-m", "linreg_lab.run", *overrides, "steps=1000"], cwd)
-
-
 def rows_sweeps(full: bool, ref_job_s: float) -> list[dict]:
     """The 2-worker speed-up of joblib and of the pool launcher on 16 jobs; the 1000-job sweep on the
     pool launcher (run, or projected from 8 and 16 jobs); the report over that sweep's runs."""
     sixteen = ["-m", "optimizer=sgd,momentum,rmsprop,adam", "lr=0.003,0.01,0.03,0.1"]
     eight = ["-m", "optimizer=sgd,momentum,rmsprop,adam", "lr=0.01,0.1"]
-    rows = []
+    rows, parallel = [], {}
     with tempfile.TemporaryDirectory(prefix="linreg_lab-bench-") as tmp:
         def seconds(name: str, overrides: list[str]) -> float:
             Path(tmp, name).mkdir()
@@ -258,13 +254,13 @@ def rows_sweeps(full: bool, ref_job_s: float) -> list[dict]:
         for steps, extra in sizes:  # --full: jobs long enough that joblib's workers repay their imports (~6 s)
             basic_s = seconds(f"basic{steps}", [*sixteen, *extra])
             for name, launcher in (("joblib", JOBLIB), ("pool", POOL)):
-                par_s = seconds(f"{name}{steps}", [*sixteen, *extra, *launcher])
+                par_s = parallel[name, steps] = seconds(f"{name}{steps}", [*sixteen, *extra, *launcher])
                 rows.append(row(f"7. {name} 2 workers, 16 jobs of {steps} steps: speed-up (x)", basic_s / par_s, 1.0,
                                 ">= 1.6x", basic_s / par_s >= 1.6, basic_s=basic_s, parallel_s=par_s))
         if full:
             big_s, where, runs = seconds("big", [*BIG_SWEEP, "steps=1000", *POOL]), Path(tmp, "big"), 1000
         else:
-            eight_s, sixteen_s = seconds("eight", [*eight, "steps=1000", *POOL]), rows[1]["parallel_s"]
+            eight_s, sixteen_s = seconds("eight", [*eight, "steps=1000", *POOL]), parallel["pool", "1000"]
             big_s, where, runs = sixteen_s + (1000 - 16) * max(sixteen_s - eight_s, 0.0) / 8, Path(tmp, "pool1000"), 16
         report_s = timed_command(["-m", "linreg_lab.report", "--out", str(where / "report")], where)
     big = "1000-job sweep, pool x2 (s)" + ("" if full else ", projected from 8 and 16 jobs")

@@ -24,4 +24,4 @@ class PoolLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from linreg_lab import pool
 
-        return pool.launch(self, job_overrides, initial_job_idx, self.n_jobs)
+        return pool.launch(self, job_overrides, initial_job_idx)
