@@ -16,7 +16,6 @@ import multiprocessing
 import os
 import pickle
 import queue
-import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,6 +47,7 @@ def _worker(launcher, jobs: list[tuple[int, list[str]]], results, threads: int) 
     import torch
 
     from linreg_lab import tracking
+    from linreg_lab.lifecycle import exit_code
 
     tracking.after_fork()
     torch.set_num_threads(threads)
@@ -55,8 +55,8 @@ def _worker(launcher, jobs: list[tuple[int, list[str]]], results, threads: int) 
         for idx, overrides in jobs:
             ret = run_one(launcher, idx, overrides)
             results.put((idx, ret.status.value, _portable(ret._return_value), ret.working_dir, ret.task_name))
-    except KeyboardInterrupt:  # SIGTERM from the launching process, or Ctrl-C: the job ended its run KILLED
-        os._exit(128 + signal.SIGTERM)
+    except KeyboardInterrupt as err:  # SIGTERM from the launching process, or Ctrl-C: the job ended its run KILLED
+        os._exit(exit_code(err))
 
 
 def workers(n_jobs: int, jobs: int) -> int:

@@ -9,13 +9,23 @@ them: a test compares the rows of both ways. Any database error rolls the transa
 back and tracking falls back to the MLflow API. SQLite stores are switched to WAL
 journaling with synchronous=NORMAL: commits stop waiting for the disk (a power cut may
 lose the last transactions, never corrupt the file) and readers never block the writer.
+
+A new SQLite store is a copy of a template: MLflow builds a store by running its ~60 schema
+migrations (~1.5 s); the first store a machine makes that way is kept, without its Default
+experiment (whose artifact location names the folder it was made in, and which MLflow adds
+back on opening), in ~/.cache/linreg_lab (or $XDG_CACHE_HOME), one per MLflow version.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import sqlite3
 import time
 import uuid
+from contextlib import closing
 from itertools import chain, repeat
+from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
@@ -41,6 +51,72 @@ def database_store(client):
         tune_sqlite(store.engine)
     _tuned.add(id(store))
     return store
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a sqlite:///PATH URI (PATH relative to the working folder), else None."""
+    if not uri.startswith("sqlite:///") or "?" in uri or uri == "sqlite:///:memory:":
+        return None
+    return Path(uri[len("sqlite:///"):])
+
+
+def template_file() -> Path:
+    """Where this MLflow version's empty SQLite store is kept."""
+    import mlflow
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "linreg_lab" / f"mlflow-{mlflow.__version__}-store.db"
+
+
+def seed_sqlite(uri: str) -> Path | None:
+    """Before MLflow opens `uri`: a SQLite store that does not exist yet is copied from the template.
+    Returns where the template belongs when there is none yet (see save_template), else None."""
+    path = sqlite_file(uri)
+    if path is None or path.exists() or not path.parent.is_dir():
+        return None
+    template = template_file()
+    if not template.is_file():
+        return template
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}"  # (mkstemp's files would be private, 0600)
+    try:
+        shutil.copyfile(template, tmp)
+        os.link(tmp, path)  # appears whole, and never over a store another process made meanwhile
+    except OSError:
+        pass  # it exists now, or this folder takes no links: MLflow makes the store its own way
+    finally:
+        discard(tmp)
+    return None
+
+
+def discard(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:  # never made, or its folder is not one
+        pass
+
+
+def save_template(store, template: Path) -> None:
+    """Keep the store MLflow has just made, less its Default experiment, as the template for new stores.
+    Skipped (silently) if the cache folder is not writable or the store already holds more."""
+    path = sqlite_file(str(store.engine.url))
+    if path is None:
+        return
+    tmp = template.parent / f".store-{uuid.uuid4().hex}.db"
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(path)) as src, closing(sqlite3.connect(tmp)) as dst:
+            src.backup(dst)  # a consistent copy, whatever the journal mode
+            if dst.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] != 1:
+                return
+            with dst:  # one transaction
+                dst.execute("DELETE FROM experiment_tags WHERE experiment_id = 0")
+                dst.execute("DELETE FROM experiments WHERE experiment_id = 0")
+            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        os.replace(tmp, template)
+    except (OSError, sqlite3.Error):
+        pass
+    finally:
+        discard(tmp)
 
 
 def after_fork() -> None:

@@ -35,8 +35,14 @@ def ui_command(uri: str) -> str:
 
 
 def connect(uri: str) -> MlflowClient:
-    """A client on the store at `uri`."""
-    return MlflowClient(tracking_uri=uri)
+    """A client on the store at `uri`; a new SQLite store starts as a copy of the template (store_sql)."""
+    template = store_sql.seed_sqlite(uri)
+    client = MlflowClient(tracking_uri=uri)
+    if template is not None:
+        store = store_sql.database_store(client)  # MLflow makes the store here
+        if store is not None:
+            store_sql.save_template(store, template)
+    return client
 
 
 _opened: dict[tuple[str, str], tuple[MlflowClient, str]] = {}  # (uri, experiment) -> (client, id), per process

@@ -28,6 +28,10 @@ def test_bench_quick_mode_produces_every_row(tmp_path: Path) -> None:
         assert math.isfinite(r["harness"]) and r["harness"] > 0, r
         assert r["row"] in proc.stdout  # the printed table has it too
     assert sorted(r["row"].split()[1] for r in result["rows"] if r["row"].startswith("7.")) == ["joblib", "pool"]
+    spans = [r for r in result["rows"] if r["row"].strip().startswith("its jobs alone")]
+    assert len(spans) == 2 and all(0 < r["parallel_s"] and 0 < r["basic_s"] for r in spans)
+    commands = [r for r in result["rows"] if r["row"].startswith("7.")]
+    assert all(s["basic_s"] < c["basic_s"] for s, c in zip(spans, commands))  # the jobs are part of the command
     loops = [r for r in result["rows"] if r["row"].startswith("3. loop, manual (default)")]
     assert [r["row"].split("R=")[1].split()[0] for r in loops] == ["1", "10", "100", "1000"]
     assert all(r["met"] in (True, False) for r in result["rows"] if r["target"] and not r["row"].startswith("6."))

@@ -231,3 +231,43 @@ def test_bulk_history_reads_nan_as_nan(store: str) -> None:
     api = [m.value for m in client.get_metric_history(run_id, "train/loss_p90")]
     assert [s for _, _, s, _ in bulk] == [1, 2, 3] and math.isnan(bulk[1][3]) and math.isnan(api[1])
     assert [v for _, _, _, v in bulk][::2] == api[::2] == [0.5, 0.25]
+
+
+def test_new_sqlite_store_from_the_template_equals_mlflows_own(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first new store is MLflow's (and becomes the template); the next is a copy of the template, with
+    the same schema and migration version, its own Default experiment, and room for runs."""
+    import sqlite3
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    made = {}
+    for name in ("mlflows", "copied"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)  # MLflow's default artifact root is ./mlruns
+        uri = f"sqlite:///{tmp_path / name / 'mlflow.db'}"
+        assert store_sql.template_file().is_file() == (name == "copied")
+        made[name] = (uri, tracking.connect(uri).get_experiment("0"))
+    uri, default = made["copied"]
+    assert default.name == "Default" and default.artifact_location == str(tmp_path / "copied" / "mlruns" / "0")
+    query = {"schema": "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name",
+             "version": "SELECT version_num FROM alembic_version",
+             "experiments": "SELECT experiment_id, name FROM experiments"}
+    tables = [{k: sqlite3.connect(tmp_path / n / "mlflow.db").execute(q).fetchall() for k, q in query.items()}
+              for n in made]
+    assert tables[0] == tables[1] and len(tables[0]["schema"]) > 50 and tables[0]["experiments"] == [(0, "Default")]
+    client, exp_id = tracking.open_experiment(uri, "template")
+    run_id = tracking.start_run(client, exp_id, "r", {"run_kind": "job"}, params={"lr": 0.1})
+    tracking.log_metrics(client, run_id, {"train/loss": (np.arange(1, 4), np.array([3.0, 2.0, 1.0]))}, {}, 3,
+                         status="FINISHED")
+    assert [m.value for m in client.get_metric_history(run_id, "train/loss")] == [3.0, 2.0, 1.0]
+    kept = (tmp_path / "copied" / "mlflow.db").read_bytes()
+    assert store_sql.seed_sqlite(uri) is None and (tmp_path / "copied" / "mlflow.db").read_bytes() == kept
+
+
+def test_new_sqlite_store_without_a_writable_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cache").write_text("a file, not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    client = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_experiment("0").name == "Default" and not store_sql.template_file().exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left behind
