@@ -46,10 +46,11 @@ def _worker(launcher, jobs: list[tuple[int, list[str]]], results, threads: int) 
     """A forked worker: run its jobs in order, reporting each (index, status, value, folder, name)."""
     import torch
 
-    from linreg_lab import tracking
+    from linreg_lab import composing, tracking
     from linreg_lab.lifecycle import exit_code
 
     tracking.after_fork()
+    composing.sweep_configs_stay_here()  # only status and value go back: configs are copied the fast way
     torch.set_num_threads(threads)
     try:
         for idx, overrides in jobs:

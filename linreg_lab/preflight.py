@@ -99,7 +99,7 @@ def one_line(err: BaseException) -> str:
 
 def check_jobs(jobs: list[list[str]], multirun: bool) -> list:
     """Compose and check every job; returns the checked configs."""
-    composer, checked = CachedComposer(lambda rest: compose("config", rest)), []
+    composer, checked = CachedComposer(lambda rest: compose("config", rest), pickled=True), []  # checked, dropped
     for overrides in jobs:
         where = f"job {' '.join(overrides)}: " if multirun and len(jobs) > 1 else ""
         try:

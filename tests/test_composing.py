@@ -8,6 +8,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from linreg_lab import composing
 from linreg_lab.composing import CachingConfigLoader
 from linreg_lab.run import conf_dir
 
@@ -29,13 +30,20 @@ def loaders():
         yield master, hydra_loader, CachingConfigLoader(hydra_loader)
 
 
-def test_cached_composition_equals_hydras(loaders) -> None:
+@pytest.mark.parametrize("pickled", [False, True], ids=["deepcopy", "pickle-copy (pool workers)"])
+def test_cached_composition_equals_hydras(loaders, pickled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     master, hydra_loader, cached = loaders
+    monkeypatch.setattr(composing, "_SWEEP_COMPOSERS", {})
+    monkeypatch.setattr(composing, "_pickled_sweep_copies", False)
+    if pickled:
+        composing.sweep_configs_stay_here()
     for overrides in JOBS + JOBS:  # the second pass comes from the cache
         expected = hydra_loader.load_sweep_config(master, list(overrides))
         got = cached.load_sweep_config(master, list(overrides))
         assert OmegaConf.to_container(got) == OmegaConf.to_container(expected), overrides
         assert list(got.hydra.overrides.task) == [o for o in overrides if not o.startswith("hydra.")]
+        assert OmegaConf.get_type(got, "optimizer") is OmegaConf.get_type(expected, "optimizer")
+    assert [c.pickled for c in composing._SWEEP_COMPOSERS.values()] == [pickled]
 
 
 def test_a_cached_config_is_a_copy(loaders) -> None:
@@ -44,3 +52,11 @@ def test_a_cached_config_is_a_copy(loaders) -> None:
     first.lr = 123.0
     assert cached.load_sweep_config(master, ["lr=0.2"]).lr == 0.2
     assert cached.load_sweep_config(master, ["seed=2"]).lr == 0.03
+
+
+def test_parsed_overrides_are_not_shared_between_jobs() -> None:
+    first = composing.parse(["replicate_over=[data,init]", "lr=0.1"])
+    first[0].value().append("order")
+    again = composing.parse(["replicate_over=[data,init]", "lr=0.1"])
+    assert again[0].value() == ["data", "init"] and again[1].value() == 0.1
+    assert again[0] is not first[0] and again[0].input_line == "replicate_over=[data,init]"
