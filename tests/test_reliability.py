@@ -271,3 +271,28 @@ def test_new_sqlite_store_without_a_writable_cache(tmp_path: Path, monkeypatch: 
     client = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert client.get_experiment("0").name == "Default" and not store_sql.template_file().exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left behind
+
+
+def test_direct_run_listing_equals_search_runs(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """child_runs read straight from the tables lists what MLflow's search_runs lists, in the same order."""
+    for seed in range(3):
+        run_in_process("steps=50", f"seed={seed}")
+    client, exp_id = tracking.open_experiment(store, "linreg_lab")
+    first = job_runs(store)[0].info.run_id
+    client.log_metric(first, "odd/nan", float("nan"))
+    client.delete_run(job_runs(store)[1].info.run_id)  # deleted runs are not listed
+    client.set_tag(first, "mlflow.parentRunId", "p1")
+    direct = tracking.child_runs(client, exp_id, None)
+    with monkeypatch.context() as patched:
+        patched.setattr(store_sql, "database_store", lambda client: None)
+        api = tracking.child_runs(client, exp_id, None)
+        api_nested = tracking.child_runs(client, exp_id, "p1")
+    assert len(direct) == 2 and [r["run_id"] for r in direct] == [r["run_id"] for r in api]
+    for ours, theirs in zip(direct, api):
+        assert set(ours) == set(theirs) and len(ours) > 60
+        nan = [k for k, v in theirs.items() if v != v]
+        assert nan == [k for k, v in ours.items() if v != v]
+        assert {k: v for k, v in ours.items() if k not in nan} == {k: v for k, v in theirs.items() if k not in nan}
+    assert [r["metrics.odd/nan"] != r["metrics.odd/nan"] for r in direct if r["run_id"] == first] == [True]
+    nested = tracking.child_runs(client, exp_id, "p1")
+    assert [r["run_id"] for r in nested] == [r["run_id"] for r in api_nested] == [first]
