@@ -65,8 +65,10 @@ def check_launcher(overrides: list[Override]) -> None:
 def check_pool(primary) -> None:
     """The launcher composed for this command, if it is the pool: this platform can fork, and it
     takes n_jobs >= 1 workers, or -1 for one per CPU."""
+    from hydra_plugins.linreg_lab_launcher import PoolLauncher
+
     launcher = OmegaConf.select(primary, "hydra.launcher")
-    if launcher is None or launcher.get("_target_") != "hydra_plugins.linreg_lab_launcher.PoolLauncher":
+    if launcher is None or launcher.get("_target_") != f"{PoolLauncher.__module__}.{PoolLauncher.__name__}":
         return
     import multiprocessing
 

@@ -23,6 +23,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+import weakref
 from contextlib import closing
 from itertools import chain, repeat
 from pathlib import Path
@@ -33,7 +34,7 @@ from sqlalchemy import delete, event, insert, literal, select, update
 
 METRIC_COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")  # metrics and latest_metrics
 KEY_VALUE = ("key", "value", "run_uuid")  # tags and params
-_tuned: set[int] = set()  # stores (by id) whose SQLite connections are tuned
+_tuned: weakref.WeakSet = weakref.WeakSet()  # engines whose SQLite connections are tuned
 _artifact_roots: dict[tuple[str, str], str] = {}  # (db uri, experiment id) -> artifact location
 NAN = float("nan")
 
@@ -47,9 +48,9 @@ def database_store(client):
     store = getattr(getattr(client, "_tracking_client", None), "store", None)
     if not isinstance(store, SqlAlchemyStore):
         return None
-    if id(store) not in _tuned and store.engine.dialect.name == "sqlite":
+    if store.engine not in _tuned and store.engine.dialect.name == "sqlite":
         tune_sqlite(store.engine)
-    _tuned.add(id(store))
+    _tuned.add(store.engine)
     return store
 
 
@@ -191,10 +192,10 @@ def insert_rows(session, table, columns: tuple[str, ...], rows) -> None:
 
 
 def close_run(store, run_id: str, series: dict[str, tuple[np.ndarray, np.ndarray]], tags: dict[str, str],
-              status: str | None) -> None:
+              status: str | None) -> int:
     """Write every metric point (key -> (steps, values), finite values), each key's latest value and the
-    tags, and end the run with `status` (None leaves it open), in one transaction. Called once per run:
-    its metric keys have no points yet."""
+    tags, and end the run with `status` (None leaves it open), in one transaction; returns the number of
+    points written. Called once per run: its metric keys have no points yet."""
     from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun, SqlTag
 
     stamp = now_ms()
@@ -213,6 +214,7 @@ def close_run(store, run_id: str, series: dict[str, tuple[np.ndarray, np.ndarray
             insert_rows(session, SqlTag.__table__, KEY_VALUE, [(k, v, run_id) for k, v in tags.items()])
         if status:
             session.execute(update(SqlRun).where(SqlRun.run_uuid == run_id).values(status=status, end_time=stamp))
+    return sum(len(steps) for steps, _ in series.values())
 
 
 def histories(store, run_ids: list[str], keys: list[str]) -> list[tuple[str, str, int, float]]:

@@ -193,9 +193,9 @@ def log_metrics(client: MlflowClient, run_id: str, histories: dict[str, tuple[np
     series.update({key: finite([final_step], [v]) for key, v in finals.items()})
     tags = {k: str(v) for k, v in (tags or {}).items()}
     first = [Metric(k, float(v[0]), 0, int(s[0])) for k, (s, v) in series.items() if len(s)]  # for MLflow's checks
-    done = fast_write(client, lambda store: store_sql.close_run(store, run_id, series, tags, status) or True,
-                      metrics=first, tags=tags)
-    if done:
+    written = fast_write(client, lambda store: store_sql.close_run(store, run_id, series, tags, status),
+                         metrics=first, tags=tags)
+    if written is not None:
         return
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, s) for k, (steps, values) in series.items()

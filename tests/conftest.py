@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,26 @@ def job_runs(uri: str, status: str | None = None) -> list:
     """The job runs (not sweep parents) of the store, optionally only those with `status`."""
     return [r for r in all_runs(uri) if r.data.tags.get("run_kind") == "job"
             and (status is None or r.info.status == status)]
+
+
+LONG_JOB = ["model=manual", "batch_size=full", "steps=3000000"]  # ~60 s of training, no batch order to draw first
+
+
+def start_cli(args: list[str], cwd: Path, uri: str) -> subprocess.Popen:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    env.pop("LINREG_LAB_PARENT_RUN_ID", None)
+    return subprocess.Popen([sys.executable, "-m", "linreg_lab.run", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Poll the store until `predicate()` holds (the subprocess must still be alive)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the command ended early: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("timed out waiting on the store")

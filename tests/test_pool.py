@@ -8,8 +8,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from tests.conftest import all_runs, job_runs, run_cli
-from tests.test_reliability import LONG_JOB, start_cli, wait_for
+from tests.conftest import LONG_JOB, all_runs, job_runs, run_cli, start_cli, wait_for
 
 POOL = ["hydra/launcher=pool", "hydra.launcher.n_jobs=2"]
 SWEEP = ["-m", "optimizer=sgd,momentum,rmsprop,adam", "lr=0.1,0.01", "steps=200"]

@@ -6,10 +6,7 @@ the issue says so, really kills it.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,29 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from linreg_lab import store_sql, tracking
-from tests.conftest import all_runs, job_runs, run_cli, run_in_process
-
-LONG_JOB = ["model=manual", "batch_size=full", "steps=3000000"]  # ~60 s of training, no batch order to draw first
-
-
-def start_cli(args: list[str], cwd: Path, uri: str) -> subprocess.Popen:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    env.pop("LINREG_LAB_PARENT_RUN_ID", None)
-    return subprocess.Popen([sys.executable, "-m", "linreg_lab.run", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    """Poll the store until `predicate()` holds (the subprocess must still be alive)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"the command ended early: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.3)
-    proc.kill()
-    raise AssertionError("timed out waiting on the store")
+from tests.conftest import LONG_JOB, all_runs, job_runs, run_cli, run_in_process, start_cli, wait_for
 
 
 def training_started(uri: str) -> bool:
