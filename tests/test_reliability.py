@@ -271,3 +271,24 @@ def test_direct_run_listing_equals_search_runs(store: str, monkeypatch: pytest.M
     assert [r["metrics.odd/nan"] != r["metrics.odd/nan"] for r in direct if r["run_id"] == first] == [True]
     nested = tracking.child_runs(client, exp_id, "p1")
     assert [r["run_id"] for r in nested] == [r["run_id"] for r in api_nested] == [first]
+
+
+def test_listing_and_histories_fall_back_to_mlflow_when_the_direct_read_fails(
+        store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    run_in_process("steps=40")
+    client, exp_id = tracking.open_experiment(store, "linreg_lab")
+    expected = tracking.child_runs(client, exp_id, None), tracking.metric_histories(
+        client, [job_runs(store)[0].info.run_id], ["train/loss"])
+
+    def broken(*args, **kwargs):
+        raise OperationalError("SELECT", {}, Exception("no such column: runs.name"))
+
+    monkeypatch.setattr(store_sql, "runs_tagged", broken)
+    monkeypatch.setattr(store_sql, "histories", broken)
+    got = tracking.child_runs(client, exp_id, None), tracking.metric_histories(
+        client, [job_runs(store)[0].info.run_id], ["train/loss"])
+    assert [r["run_id"] for r in got[0]] == [r["run_id"] for r in expected[0]] and len(got[1]) == 40
+    assert sorted(got[1]) == sorted(expected[1])
+    assert capsys.readouterr().err.count("direct store read failed (OperationalError)") == 2
