@@ -4,9 +4,9 @@ Hydra's joblib launcher pickles the launcher's whole state (Hydra's singletons w
 config store, the config loader, the primary config) for every job, and its workers import
 torch and MLflow again (~6 s on a small machine). Here torch and MLflow are loaded once in the
 launching process, which then forks `n_jobs` workers: they start in milliseconds, inherit
-everything (the config cache included), and take every n-th job. Each job runs as under the basic launcher (Hydra's
-`run_job`, in the worker); what comes back to the launching process is only the job's
-status and return value. A worker opens its own database connections (tracking.after_fork),
+everything (the config cache included), and take every n-th job. Each job runs as under the
+basic launcher (Hydra's `run_job`, in the worker); what comes back to the launching process
+is only the job's status and return value. A worker opens its own database connections (tracking.after_fork),
 so none is shared across the fork.
 """
 

@@ -6,8 +6,8 @@ The reference lives in this file (`reference_job`): nn.Linear fed by a shuffled 
 torch.optim, `mlflow.log_metric` on every step, one run per seed, each job in-process under
 Hydra's basic launcher. Every row prints the median over repeats, harness / reference, the
 target and whether it was met. Quick mode (default, ~2 minutes) projects the 1000-job sweep
-from the pace of the 16-job pool sweep's jobs; --full runs it, and the report over it, as stated. Sweeps
-run on linreg_lab's pool launcher (hydra/launcher=pool); row 7 also shows joblib's.
+from the pace of the 16-job pool sweep's jobs; --full runs it, and the report over it, as
+stated. Sweeps run on linreg_lab's pool launcher (hydra/launcher=pool); row 7 also shows joblib's.
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ def rows_sweeps(full: bool, ref_job_s: float) -> list[dict]:
     """The 2-worker speed-up of joblib and of the pool launcher on 16 jobs; the 1000-job sweep on the
     pool launcher (run, or projected from the 16 jobs); the report over that sweep's runs."""
     sixteen = ["-m", "optimizer=sgd,momentum,rmsprop,adam", "lr=0.003,0.01,0.03,0.1"]
-    rows, parallel = [], {}
+    rows, parallel, spans = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="linreg_lab-bench-") as tmp:
         def seconds(name: str, overrides: list[str]) -> float:
             Path(tmp, name).mkdir()
@@ -265,7 +265,7 @@ def rows_sweeps(full: bool, ref_job_s: float) -> list[dict]:
             basic_jobs_s = jobs_span(Path(tmp, f"basic{steps}"))
             for name, launcher in (("joblib", JOBLIB), ("pool", POOL)):
                 par_s = parallel[name, steps] = seconds(f"{name}{steps}", [*sixteen, *extra, *launcher])
-                par_jobs_s = jobs_span(Path(tmp, f"{name}{steps}"))
+                par_jobs_s = spans[name, steps] = jobs_span(Path(tmp, f"{name}{steps}"))
                 rows.append(row(f"7. {name} 2 workers, 16 jobs of {steps} steps: speed-up (x)", basic_s / par_s, 1.0,
                                 ">= 1.6x", basic_s / par_s >= 1.6, basic_s=basic_s, parallel_s=par_s))
                 rows.append(row("   its jobs alone, first start to last end: speed-up (x)", basic_jobs_s / par_jobs_s,
@@ -274,7 +274,7 @@ def rows_sweeps(full: bool, ref_job_s: float) -> list[dict]:
             big_s, where, runs = seconds("big", [*BIG_SWEEP, "steps=1000", *POOL]), Path(tmp, "big"), 1000
         else:
             # the 16-job command plus 984 more jobs at its jobs' pace on the pool (first start to last end)
-            sixteen_s, per_job_s = parallel["pool", "1000"], jobs_span(Path(tmp, "pool1000")) / 16
+            sixteen_s, per_job_s = parallel["pool", "1000"], spans["pool", "1000"] / 16
             big_s, where, runs = sixteen_s + (1000 - 16) * per_job_s, Path(tmp, "pool1000"), 16
         report_s = timed_command(["-m", "linreg_lab.report", "--out", str(where / "report")], where)
     big = "1000-job sweep, pool x2 (s)" + ("" if full else ", projected from 16 jobs")
