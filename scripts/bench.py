@@ -6,8 +6,12 @@ The reference lives in this file (`reference_job`): nn.Linear fed by a shuffled 
 torch.optim, `mlflow.log_metric` on every step, one run per seed, each job in-process under
 Hydra's basic launcher. Every row prints the median over repeats, harness / reference, the
 target and whether it was met. Quick mode (default, ~2 minutes) projects the 1000-job sweep
-from the pace of the 16-job pool sweep's jobs; --full runs it, and the report over it, as
-stated. Sweeps run on linreg_lab's pool launcher (hydra/launcher=pool); row 7 also shows joblib's.
+from the 16-job pool sweep: that command's time plus 984 jobs at its jobs' pace, first start
+to last end (an overestimate: 107 s projected, 83 s measured on this machine). --full runs
+the 1000 jobs, and the report over them, as stated, and adds the nn.Linear loop rows. Sweeps
+run on linreg_lab's pool launcher (hydra/launcher=pool); row 7 also shows joblib's. The
+reference's per-job figures (rows 2 and 4) are those of row 1's reference jobs, each but the
+first of a sweep (which creates the store).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ BIG_SWEEP = ["-m", "optimizer=sgd,momentum,rmsprop,adam", f"lr={','.join(LRS)}",
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 POOL = ["hydra/launcher=pool", "hydra.launcher.n_jobs=2"]  # linreg_lab's launcher: workers forked after the imports
 HEAVY_STEPS = 50000  # --full's second joblib row
+TIMINGS_ENV = "LINREG_LAB_BENCH_TIMINGS"  # the reference app appends each job's figures (a JSON line) here
 
 
 # ---- the reference: the blog-post way ----
@@ -102,7 +107,10 @@ def reference_app() -> None:
 
     @hydra.main(version_base="1.3", config_path=None, config_name="reference")
     def app(cfg) -> None:
-        reference_job(cfg, os.environ["MLFLOW_TRACKING_URI"])
+        timings = reference_job(cfg, os.environ["MLFLOW_TRACKING_URI"])
+        if os.environ.get(TIMINGS_ENV):
+            with open(os.environ[TIMINGS_ENV], "a") as f:
+                f.write(json.dumps(timings) + "\n")
 
     sys.argv = [sys.argv[0]] + sys.argv[2:]
     app()
@@ -110,9 +118,9 @@ def reference_app() -> None:
 
 # ---- measuring ----
 
-def timed_command(args: list[str], cwd: Path) -> float:
+def timed_command(args: list[str], cwd: Path, **env_extra: str) -> float:
     """Wall seconds of a fresh process writing to a fresh (or the given folder's) store in `cwd`."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}", "MPLBACKEND": "Agg"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}", "MPLBACKEND": "Agg", **env_extra}
     env.pop("LINREG_LAB_PARENT_RUN_ID", None)
     start = time.perf_counter()
     out = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True)
@@ -135,11 +143,20 @@ def row(name: str, harness: float, reference: float, target: str, met: bool | No
             "met": met, **extra}
 
 
-def row_mission(repeats: int) -> dict:
+def row_mission(repeats: int) -> tuple[dict, list[dict[str, float]]]:
+    """Row 1, and the figures of the reference's jobs that did not create their store."""
+    ref_jobs: list[dict[str, float]] = []
+
+    def reference(folder: Path) -> float:
+        timings = folder / "timings.jsonl"
+        seconds = timed_command([__file__, "--reference-app", *MISSION, f"hydra.sweep.dir={folder / 'multirun'}"],
+                                folder, **{TIMINGS_ENV: str(timings)})
+        ref_jobs.extend(json.loads(line) for line in timings.read_text().splitlines()[1:])
+        return seconds
+
     harness = in_fresh_dirs(lambda d: timed_command(["-m", "linreg_lab.run", *MISSION], d), repeats)
-    reference = in_fresh_dirs(lambda d: timed_command([__file__, "--reference-app", *MISSION,
-                                                       f"hydra.sweep.dir={d / 'multirun'}"], d), repeats)
-    return row("1. mission sweep, end to end (s)", harness, reference, "<= 0.25x", harness <= 0.25 * reference)
+    ref_s = in_fresh_dirs(reference, repeats)
+    return row("1. mission sweep, end to end (s)", harness, ref_s, "<= 0.25x", harness <= 0.25 * ref_s), ref_jobs
 
 
 def harness_jobs(overrides: list[str], count: int, uri: str) -> list[dict[str, float]]:
@@ -187,15 +204,10 @@ def harness_jobs(overrides: list[str], count: int, uri: str) -> list[dict[str, f
     return results
 
 
-def rows_job(repeats: int, ref_repeats: int) -> list[dict]:
-    """Logging share and per-job overhead of a 1000-step job (SQLite, warm store and process)."""
-    with tempfile.TemporaryDirectory(prefix="linreg_lab-bench-") as tmp:
-        uri = f"sqlite:///{tmp}/mlflow.db"
-        jobs = harness_jobs(["steps=1000"], repeats + 1, uri)[1:]  # the first job pays the store's creation
-        import torch
-
-        torch.optim.SGD([torch.zeros(1, requires_grad=True)])  # torch.optim's one-off import of torch._dynamo
-        ref = [reference_job(ReferenceConfig(seed=s), uri) for s in range(ref_repeats)]
+def rows_job(repeats: int, ref: list[dict[str, float]], uri: str) -> list[dict]:
+    """Logging share and per-job overhead of a 1000-step job (SQLite, warm store and process), beside
+    the reference's jobs `ref` (row 1's)."""
+    jobs = harness_jobs(["steps=1000"], repeats + 1, uri)[1:]  # the first job pays the store's creation
     share = statistics.median(j["log_s"] / j["total_s"] for j in jobs)
     ref_share = statistics.median(r["log_s"] / r["total_s"] for r in ref)
     overhead = statistics.median(j["total_s"] - j["loop_s"] for j in jobs)
@@ -207,9 +219,9 @@ def rows_job(repeats: int, ref_repeats: int) -> list[dict]:
             row("   1000-step job, all in (s)", job_s, ref_job_s, "", None)]
 
 
-def rows_loop(replicates: list[int], steps: int, device: str) -> list[dict]:
+def rows_loop(replicates: list[int], steps: int, device: str, models: tuple[str, ...], uri: str) -> list[dict]:
     """Training-loop time per step on one CPU thread (or on `device`), harness models vs the reference loop
-    (which needs R separate runs for R replicates)."""
+    (which needs R separate runs for R replicates), whose run goes to the existing store at `uri`."""
     import torch
     from hydra import compose, initialize_config_dir
 
@@ -219,12 +231,12 @@ def rows_loop(replicates: list[int], steps: int, device: str) -> list[dict]:
 
     torch.set_num_threads(1)
     register_configs()
-    with tempfile.TemporaryDirectory(prefix="linreg_lab-bench-") as tmp:
-        ref = reference_job(ReferenceConfig(steps=steps, log_every_step=False), f"sqlite:///{tmp}/r.db")
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)])  # torch.optim's one-off import of torch._dynamo
+    ref = reference_job(ReferenceConfig(steps=steps, log_every_step=False), uri)
     ref_us = ref["loop_s"] / steps * 1e6
     rows, per_step = [], {}
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        for model in ("manual", "linear"):
+        for model in models:
             for R in replicates:
                 cfg = check_config(compose("config", [f"model={model}", f"replicates={R}", f"steps={steps}",
                                                       f"device={device}"]))
@@ -273,7 +285,8 @@ def rows_sweeps(full: bool, ref_job_s: float) -> list[dict]:
         if full:
             big_s, where, runs = seconds("big", [*BIG_SWEEP, "steps=1000", *POOL]), Path(tmp, "big"), 1000
         else:
-            # the 16-job command plus 984 more jobs at its jobs' pace on the pool (first start to last end)
+            # the 16-job command plus 984 more jobs at its jobs' pace (first start to last end); an overestimate:
+            # each worker composes each optimizer's config once, which 16 jobs amortize less than 1000
             sixteen_s, per_job_s = parallel["pool", "1000"], spans["pool", "1000"] / 16
             big_s, where, runs = sixteen_s + (1000 - 16) * per_job_s, Path(tmp, "pool1000"), 16
         report_s = timed_command(["-m", "linreg_lab.report", "--out", str(where / "report")], where)
@@ -312,16 +325,20 @@ def main() -> None:
         p.error(f"--json {args.json}: its folder does not exist")
     repeats = args.repeats or (3 if args.full else 1)
     started = time.perf_counter()
-    rows = [row_mission(repeats)]
-    job_rows = rows_job(max(repeats, 5), repeats)  # a reference job logs for ~4-7 s
-    rows += job_rows
-    rows += rows_loop([1, 10, 100, 1000], 2000 if args.full else 500, "cpu")
-    import torch
+    mission, ref_jobs = row_mission(repeats)
+    rows = [mission]
+    models, steps = ("manual", "linear") if args.full else ("manual",), 2000 if args.full else 500
+    with tempfile.TemporaryDirectory(prefix="linreg_lab-bench-") as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"  # the in-process rows' store
+        job_rows = rows_job(max(repeats, 5), ref_jobs, uri)
+        rows += job_rows
+        rows += rows_loop([1, 10, 100, 1000], steps, "cpu", models, uri)
+        import torch
 
-    if torch.cuda.is_available():
-        rows += rows_loop([1, 10, 100, 1000], 2000 if args.full else 500, "cuda")
-    else:
-        rows.append(row("8. CUDA rows: no CUDA device here", float("nan"), float("nan"), "", None))
+        if torch.cuda.is_available():
+            rows += rows_loop([1, 10, 100, 1000], steps, "cuda", models, uri)
+        else:
+            rows.append(row("8. CUDA rows: no CUDA device here", float("nan"), float("nan"), "", None))
     rows += rows_sweeps(args.full, job_rows[2]["reference"])
     info = {"mode": "full" if args.full else "quick", "seconds": time.perf_counter() - started, **machine()}
     print(f"linreg_lab benchmark, {info['mode']} mode, {info['cpus']} CPUs, torch {info['torch']}, "
