@@ -4,9 +4,11 @@ Hydra's joblib launcher pickles the launcher's whole state (Hydra's singletons w
 config store, the config loader, the primary config) for every job, and its workers import
 torch and MLflow again (~6 s on a small machine). Here torch and MLflow are loaded once in the
 launching process, which then forks `n_jobs` workers: they start in milliseconds, inherit
-everything (the config cache included), and take every n-th job. Each job runs as under the
-basic launcher (Hydra's `run_job`, in the worker); what comes back to the launching process
-is only the job's status and return value. A worker opens its own database connections (tracking.after_fork),
+everything (the config cache included), and each takes the next job not yet taken whenever it
+is free, so a sweep whose jobs differ in cost (steps, replicates, batch sizes) keeps every
+worker busy whatever the jobs' order. Each job runs as under the basic launcher (Hydra's
+`run_job`, in the worker); what comes back to the launching process is only the job's status
+and return value. A worker opens its own database connections (tracking.after_fork),
 so none is shared across the fork.
 """
 
@@ -42,8 +44,16 @@ def _portable(value):
         return RuntimeError(f"{type(value).__name__}: {value}")
 
 
-def _worker(launcher, jobs: list[tuple[int, list[str]]], results, threads: int) -> None:
-    """A forked worker: run its jobs in order, reporting each (index, status, value, folder, name)."""
+def take(taken, count: int) -> int | None:
+    """The position of the next job no worker has taken yet (None when there is none), from the shared counter."""
+    with taken.get_lock():
+        i = taken.value
+        taken.value = i + 1
+    return i if i < count else None
+
+
+def _worker(launcher, jobs: list[tuple[int, list[str]]], taken, results, threads: int) -> None:
+    """A forked worker: run jobs until none is left, reporting each (index, status, value, folder, name)."""
     import torch
 
     from linreg_lab import composing, tracking
@@ -53,7 +63,8 @@ def _worker(launcher, jobs: list[tuple[int, list[str]]], results, threads: int) 
     composing.sweep_configs_stay_here()  # only status and value go back: configs are copied the fast way
     torch.set_num_threads(threads)
     try:
-        for idx, overrides in jobs:
+        while (i := take(taken, len(jobs))) is not None:
+            idx, overrides = jobs[i]
             ret = run_one(launcher, idx, overrides)
             results.put((idx, ret.status.value, _portable(ret._return_value), ret.working_dir, ret.task_name))
     except KeyboardInterrupt as err:  # SIGTERM from the launching process, or Ctrl-C: the job ended its run KILLED
@@ -77,10 +88,10 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     import linreg_lab.job  # noqa: F401  torch and MLflow load here, once, for every worker
 
     ctx = multiprocessing.get_context("fork")
-    results = ctx.Queue()
+    results, taken = ctx.Queue(), ctx.Value("q", 0)  # taken: how many jobs workers have taken
     threads = max(1, (os.cpu_count() or 1) // n)
-    procs = [ctx.Process(target=_worker, args=(launcher, jobs[w::n], results, threads), daemon=True)
-             for w in range(n)]
+    procs = [ctx.Process(target=_worker, args=(launcher, jobs, taken, results, threads), daemon=True)
+             for _ in range(n)]
     for p in procs:
         p.start()
     try:

@@ -12,7 +12,7 @@ from hydra.types import HydraContext
 
 
 class PoolLauncher(Launcher):
-    """n_jobs workers forked once torch and MLflow are loaded; each takes every n-th job."""
+    """n_jobs workers forked once torch and MLflow are loaded; each takes the next job whenever it is free."""
 
     def __init__(self, n_jobs: int = 2) -> None:
         self.n_jobs = n_jobs
