@@ -220,16 +220,23 @@ def close_run(store, run_id: str, series: dict[str, tuple[np.ndarray, np.ndarray
 def histories(store, run_ids: list[str], keys: list[str]) -> list[tuple[str, str, int, float]]:
     """(run_id, key, step, value) of every point of `keys` in every run: one query per 500 runs
     instead of one get_metric_history call per run and key. NaN is stored as 0 with is_nan set,
-    and read back as NaN, as MLflow does."""
+    and read back as NaN, as MLflow does. The query is built by SQLAlchemy (the ids and keys
+    rendered as the dialect's quoted literals) and its rows fetched by the driver at once:
+    SQLAlchemy's row-by-row iteration costs ~1.4 us a row (1.1 M points of 1000 runs: 5.5 -> 4 s)."""
     from mlflow.store.tracking.dbmodels.models import SqlMetric
 
     out = []
-    with store.engine.connect() as conn:  # SQLAlchemy Core: rows as tuples, no ORM loading
-        for i in range(0, len(run_ids), 500):
-            query = (select(SqlMetric.run_uuid, SqlMetric.key, SqlMetric.step, SqlMetric.value, SqlMetric.is_nan)
-                     .where(SqlMetric.run_uuid.in_(run_ids[i:i + 500]), SqlMetric.key.in_(keys))
-                     .order_by(SqlMetric.run_uuid, SqlMetric.key, SqlMetric.step, SqlMetric.timestamp))
-            out += [(r, k, s, NAN if nan else v) for r, k, s, v, nan in conn.execute(query)]
+    with store.engine.connect() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            for i in range(0, len(run_ids), 500):
+                query = (select(SqlMetric.run_uuid, SqlMetric.key, SqlMetric.step, SqlMetric.value, SqlMetric.is_nan)
+                         .where(SqlMetric.run_uuid.in_(run_ids[i:i + 500]), SqlMetric.key.in_(keys))
+                         .order_by(SqlMetric.run_uuid, SqlMetric.key, SqlMetric.step, SqlMetric.timestamp))
+                cursor.execute(str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})))
+                out += [(r, k, s, NAN if nan else v) for r, k, s, v, nan in cursor.fetchall()]
+        finally:
+            cursor.close()
     return out
 
 
