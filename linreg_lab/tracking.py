@@ -160,7 +160,8 @@ def fast_read(client: MlflowClient, read):
 
 def direct(client: MlflowClient, fn, what: str, check=None):
     """fn(store) on a database store (after check(), whose errors are the caller's); None when the store
-    is not a database or a database error (MLflow wraps some) rolled fn back, with a one-line notice."""
+    is not a database or a database error rolled fn back, with a one-line notice. A database error is
+    SQLAlchemy's, MLflow's wrapping of one, or the driver's own (store_sql reads some rows through it)."""
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -171,7 +172,7 @@ def direct(client: MlflowClient, fn, what: str, check=None):
         check()
     try:
         return fn(store)
-    except (SQLAlchemyError, MlflowException) as err:  # a schema that differs
+    except (SQLAlchemyError, MlflowException, store.engine.dialect.loaded_dbapi.Error) as err:  # a schema that differs
         print(f"linreg_lab: direct store {what} failed ({type(err).__name__}); using MLflow's API", file=sys.stderr)
         return None
 

@@ -273,8 +273,13 @@ def test_direct_run_listing_equals_search_runs(store: str, monkeypatch: pytest.M
     assert [r["run_id"] for r in nested] == [r["run_id"] for r in api_nested] == [first]
 
 
+@pytest.mark.parametrize("driver", [False, True], ids=["sqlalchemy-error", "driver-error"])
 def test_listing_and_histories_fall_back_to_mlflow_when_the_direct_read_fails(
-        store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+        store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, driver: bool) -> None:
+    """A database error, as SQLAlchemy raises it or as the driver does (store_sql.histories fetches
+    through the driver), sends the read to MLflow's API."""
+    import sqlite3
+
     from sqlalchemy.exc import OperationalError
 
     run_in_process("steps=40")
@@ -283,6 +288,8 @@ def test_listing_and_histories_fall_back_to_mlflow_when_the_direct_read_fails(
         client, [job_runs(store)[0].info.run_id], ["train/loss"])
 
     def broken(*args, **kwargs):
+        if driver:
+            raise sqlite3.OperationalError("no such column: runs.name")
         raise OperationalError("SELECT", {}, Exception("no such column: runs.name"))
 
     monkeypatch.setattr(store_sql, "runs_tagged", broken)
