@@ -12,13 +12,14 @@ parsed once per process (Hydra's ANTLR parser takes ~0.4 ms an override).
 from __future__ import annotations
 
 import copy
+import io
 import os
 import pickle
 from collections.abc import Callable
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 GROUPS = ("data", "model", "optimizer", "experiment")  # linreg_lab's config groups (conf/<group>/)
 
@@ -51,6 +52,39 @@ def pickle_copy(cfg: DictConfig) -> DictConfig:
     name, which are not the objects Hydra's plugin scan left in a composed config: such a copy must
     never be pickled again (joblib sends its jobs' configs back to the launching process)."""
     return pickle.loads(pickle.dumps(cfg, pickle.HIGHEST_PROTOCOL))
+
+
+class _SharingPickler(pickle.Pickler):
+    """Pickles every node but `shared`, which it writes as a reference (see copy_without)."""
+
+    def __init__(self, file, shared) -> None:
+        super().__init__(file, pickle.HIGHEST_PROTOCOL)
+        self.shared = shared
+
+    def persistent_id(self, obj):
+        return "shared" if obj is self.shared else None
+
+
+class _SharingUnpickler(pickle.Unpickler):
+    def __init__(self, file, shared) -> None:
+        super().__init__(file)
+        self.shared = shared
+
+    def persistent_load(self, pid):
+        return self.shared
+
+
+def copy_without(cfg: DictConfig, key: str) -> DictConfig:
+    """A `pickle_copy` of `cfg` less its node `key`, which is neither copied nor changed: a job's config
+    less its hydra node (most of it) in ~2 ms, where deepcopy then delete takes ~10 (a 2-CPU machine)."""
+    node = cfg._get_node(key)
+    buf = io.BytesIO()
+    _SharingPickler(buf, node).dump(cfg)
+    buf.seek(0)
+    out = _SharingUnpickler(buf, node).load()  # the copy holds `node` itself: only its entry is removed
+    with read_write(out), open_dict(out):
+        del out[key]
+    return out
 
 
 class CachedComposer:

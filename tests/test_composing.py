@@ -60,3 +60,26 @@ def test_parsed_overrides_are_not_shared_between_jobs() -> None:
     again = composing.parse(["replicate_over=[data,init]", "lr=0.1"])
     assert again[0].value() == ["data", "init"] and again[1].value() == 0.1
     assert again[0] is not first[0] and again[0].input_line == "replicate_over=[data,init]"
+
+
+def test_copy_without_equals_hydras_copy_and_leaves_the_config_whole(loaders) -> None:
+    """What the pool's workers give the task (composing.copy_without) is what Hydra's run_job gives it:
+    a deep copy less the hydra node; the job's config keeps its very hydra node."""
+    import copy
+
+    from omegaconf import open_dict, read_write
+
+    master, _, cached = loaders
+    config = cached.load_sweep_config(master, ["optimizer=adam", "lr=0.01", "replicate_over=[data,init]"])
+    node = config._get_node("hydra")
+    expected = copy.deepcopy(config)
+    with read_write(expected), open_dict(expected):
+        del expected["hydra"]
+    got = composing.copy_without(config, "hydra")
+    assert "hydra" not in got and OmegaConf.to_container(got) == OmegaConf.to_container(expected)
+    assert OmegaConf.get_type(got) is OmegaConf.get_type(expected) and OmegaConf.is_struct(got)
+    assert OmegaConf.to_object(got) == OmegaConf.to_object(expected)  # the typed config the task checks
+    assert config._get_node("hydra") is node and node._get_parent() is config
+    got.replicate_over.append("order")
+    got.optimizer.eps = 0.5
+    assert list(config.replicate_over) == ["data", "init"] and config.optimizer.eps != 0.5

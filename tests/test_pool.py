@@ -105,3 +105,24 @@ def test_pool_worker_killed_fails_its_job_and_the_others_finish(tmp_path: Path) 
     (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
     assert parent.info.status == "FAILED"
     assert not [r for r in all_runs(uri) if r.info.status == "RUNNING"]
+
+
+def test_pool_job_folders_hold_the_basic_launchers_configs(tmp_path: Path) -> None:
+    """The workers run Hydra's run_job steps without its copies (pool.run_job_here): each job's .hydra/
+    files are the basic launcher's, but for the launcher's own keys."""
+    launcher_keys = ("_target_: ", "n_jobs: ", "- hydra/launcher=", "- hydra.launcher.", "hydra/launcher: ")
+    written = {}
+    for name, extra in (("basic", []), ("pool", POOL)):
+        folder = tmp_path / name
+        folder.mkdir()
+        out = run_cli(["-m", "optimizer=sgd,adam", "lr=0.1,0.01", "steps=20", "hydra.output_subdir=.hydra",
+                       "hydra.sweep.dir=multirun", *extra], folder, {"MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db"})
+        assert out.returncode == 0, out.stderr[-3000:]
+        written[name] = {str(f.relative_to(folder / "multirun")): f.read_text().replace(str(folder), "")
+                         for f in sorted((folder / "multirun").glob("*/.hydra/*.yaml"))}
+    assert len(written["basic"]) == 12 and set(written["pool"]) == set(written["basic"])
+    for path, text in written["basic"].items():
+        ours, theirs = ([line for line in t.splitlines() if not line.strip().startswith(launcher_keys)]
+                        for t in (written["pool"][path], text))
+        assert ours == theirs, path
+    assert "output_dir: /multirun/3" in written["pool"]["3/.hydra/hydra.yaml"]
