@@ -109,14 +109,15 @@ def test_pool_worker_killed_fails_its_job_and_the_others_finish(tmp_path: Path) 
 
 def test_pool_job_folders_hold_the_basic_launchers_configs(tmp_path: Path) -> None:
     """The workers run Hydra's run_job steps without its copies (pool.run_job_here): each job's .hydra/
-    files are the basic launcher's, but for the launcher's own keys."""
+    files are the basic launcher's, but for the launcher's own keys; also with hydra.job.chdir=true
+    (each job in its own folder, the launching process's folder back afterwards)."""
     launcher_keys = ("_target_: ", "n_jobs: ", "- hydra/launcher=", "- hydra.launcher.", "hydra/launcher: ")
     written = {}
     for name, extra in (("basic", []), ("pool", POOL)):
         folder = tmp_path / name
         folder.mkdir()
         out = run_cli(["-m", "optimizer=sgd,adam", "lr=0.1,0.01", "steps=20", "hydra.output_subdir=.hydra",
-                       "hydra.sweep.dir=multirun", *extra], folder, {"MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db"})
+                       "hydra.sweep.dir=multirun", "hydra.job.chdir=true", *extra], folder, {"MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db"})
         assert out.returncode == 0, out.stderr[-3000:]
         written[name] = {str(f.relative_to(folder / "multirun")): f.read_text().replace(str(folder), "")
                          for f in sorted((folder / "multirun").glob("*/.hydra/*.yaml"))}
