@@ -121,6 +121,22 @@ def sweep_configs_stay_here() -> None:
         composer.pickled = True
 
 
+_COMMAND_KEYS: dict[int, tuple[DictConfig, tuple]] = {}  # id(master config) -> (it, its command_key), per process
+
+
+def command_key(master_config: DictConfig) -> tuple:
+    """What every composition of one command shares: its config name, hydra overrides and sweep folder,
+    worked out once per master config (resolving the sweep folder's ${now:} takes ~3 ms a job)."""
+    hit = _COMMAND_KEYS.get(id(master_config))
+    if hit is None or hit[0] is not master_config:  # (the config is kept, so its id is never reused meanwhile)
+        if len(_COMMAND_KEYS) > 16:  # joblib unpickles a new master config for every job
+            _COMMAND_KEYS.clear()
+        hit = _COMMAND_KEYS[id(master_config)] = (master_config, (
+            master_config.hydra.job.config_name, tuple(master_config.hydra.overrides.hydra),
+            OmegaConf.select(master_config, "hydra.sweep.dir")))
+    return hit[1]
+
+
 class CachingConfigLoader:
     """Wraps Hydra's ConfigLoader: `load_sweep_config` composes once per distinct non-plain
     overrides and fills in what Hydra derives from a job's overrides (hydra.overrides.task,
@@ -137,9 +153,7 @@ class CachingConfigLoader:
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         from hydra._internal.config_loader_impl import get_overrides_dirname
 
-        # what every composition of this command shares: its hydra overrides, working folder and sweep folder
-        key = (master_config.hydra.job.config_name, tuple(master_config.hydra.overrides.hydra), os.getcwd(),
-               OmegaConf.select(master_config, "hydra.sweep.dir"))
+        key = (*command_key(master_config), os.getcwd())
         if key not in _SWEEP_COMPOSERS:
             if len(_SWEEP_COMPOSERS) > 16:
                 _SWEEP_COMPOSERS.clear()

@@ -83,3 +83,19 @@ def test_copy_without_equals_hydras_copy_and_leaves_the_config_whole(loaders) ->
     got.replicate_over.append("order")
     got.optimizer.eps = 0.5
     assert list(config.replicate_over) == ["data", "init"] and config.optimizer.eps != 0.5
+
+
+def test_each_command_gets_its_own_compositions() -> None:
+    """The cache is keyed per command (composing.command_key, worked out once per master config): a second
+    command in the same process, with other hydra overrides (here its sweep folder), never gets the first
+    one's compositions."""
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        hydra_loader = GlobalHydra.instance().config_loader()
+        cached = CachingConfigLoader(hydra_loader)
+        for folder in ("sweep_a", "sweep_b", "sweep_a"):
+            master = hydra_loader.load_configuration("config", [f"hydra.sweep.dir={folder}"],
+                                                     run_mode=RunMode.MULTIRUN)
+            for lr in ("0.1", "0.2"):
+                got = cached.load_sweep_config(master, ["optimizer=adam", f"lr={lr}"])
+                assert got.hydra.sweep.dir == folder and got.lr == float(lr)
+            assert composing.command_key(master) is composing.command_key(master)
