@@ -121,20 +121,19 @@ def sweep_configs_stay_here() -> None:
         composer.pickled = True
 
 
-_COMMAND_KEYS: dict[int, tuple[DictConfig, tuple]] = {}  # id(master config) -> (it, its command_key), per process
+_last_command: tuple[DictConfig | None, tuple] = (None, ())  # the latest master config and its command_key
 
 
 def command_key(master_config: DictConfig) -> tuple:
     """What every composition of one command shares: its config name, hydra overrides and sweep folder,
-    worked out once per master config (resolving the sweep folder's ${now:} takes ~3 ms a job)."""
-    hit = _COMMAND_KEYS.get(id(master_config))
-    if hit is None or hit[0] is not master_config:  # (the config is kept, so its id is never reused meanwhile)
-        if len(_COMMAND_KEYS) > 16:  # joblib unpickles a new master config for every job
-            _COMMAND_KEYS.clear()
-        hit = _COMMAND_KEYS[id(master_config)] = (master_config, (
-            master_config.hydra.job.config_name, tuple(master_config.hydra.overrides.hydra),
-            OmegaConf.select(master_config, "hydra.sweep.dir")))
-    return hit[1]
+    worked out again only for another master config (resolving the sweep folder's ${now:} takes ~3 ms;
+    joblib's workers unpickle a new master config for every job, the other launchers keep one)."""
+    global _last_command
+    if _last_command[0] is not master_config:
+        _last_command = (master_config, (master_config.hydra.job.config_name,
+                                         tuple(master_config.hydra.overrides.hydra),
+                                         OmegaConf.select(master_config, "hydra.sweep.dir")))
+    return _last_command[1]
 
 
 class CachingConfigLoader:

@@ -5,9 +5,9 @@
 The reference lives in this file (`reference_job`): nn.Linear fed by a shuffled DataLoader,
 torch.optim, `mlflow.log_metric` on every step, one run per seed, each job in-process under
 Hydra's basic launcher. Every row prints the median over repeats, harness / reference, the
-target and whether it was met. Quick mode (default, ~2-2.4 min on 2 CPUs) projects the 1000-job sweep
+target and whether it was met. Quick mode (default, ~2-2.7 min on 2 CPUs) projects the 1000-job sweep
 from the 16-job pool sweep: that command's time plus 984 jobs at its jobs' pace, first start
-to last end (an overestimate: 107 s projected, 83 s measured on this machine). --full runs
+to last end (an overestimate: each worker composes each optimizer's config once). --full runs
 the 1000 jobs, and the report over them, as stated, and adds the nn.Linear loop rows. Sweeps
 run on linreg_lab's pool launcher (hydra/launcher=pool); row 7 also shows joblib's. The
 reference's per-job figures (rows 2 and 4) are those of row 1's reference jobs, each but the
