@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 MAX_POINTS = 2000  # a scatter of more points says nothing more
 
@@ -86,6 +87,10 @@ def convergence(runs, hist):
     if np.isfinite(start) and start > 0:  # diverging curves would squash the rest: they leave the top
         axes[0][0].set_ylim(top=start * 100)
     axes[0][0].set_ylabel("train/loss")
+    for axis in (a for ax in axes[0] for a in (ax.xaxis, ax.yaxis)):
+        low, high = axis.get_view_interval()
+        if high > 1000 * low:  # ~80 unlabelled marks a panel over 9 decades: most of the figure's drawing time
+            axis.set_minor_locator(NullLocator())
     return fig, ("One line per learning rate. One run: its mean over replicates, the band its replicates' "
                  "10th to 90th percentile. Several runs (seeds): their median, the band their 10th to 90th "
                  "percentile. The dashed line is the least-squares loss.")

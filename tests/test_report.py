@@ -145,3 +145,25 @@ def test_wall_time_of_many_runs_is_drawn_per_optimizer() -> None:
     assert np.allclose(loop, np.divide(whole, 2))
     assert "50 runs" in note and "median" in note
     plots.plt.close(fig)
+
+
+def test_convergence_keeps_minor_ticks_only_on_short_log_axes() -> None:
+    """Minor ticks carry the labels of an axis spanning under a decade; over many decades they are ~80
+    unlabelled marks a panel that cost most of the figure's drawing time, and are dropped."""
+    import numpy as np
+
+    from linreg_lab import plots
+
+    def panel(steps: int, losses: np.ndarray):
+        hist = pd.DataFrame({"run_id": "r", "metric": "train/loss", "optimizer": "sgd", "lr": 0.1,
+                             "step": np.arange(1, steps + 1), "value": losses})
+        fig, _ = plots.convergence(pd.DataFrame({"optimizer": ["sgd"]}), hist)
+        ax = fig.axes[0]
+        minor = (len(ax.xaxis.get_minorticklocs()), len(ax.yaxis.get_minorticklocs()))
+        plots.plt.close(fig)
+        return minor
+
+    wide_x, wide_y = panel(1000, np.geomspace(10.0, 1e-6, 1000))
+    assert wide_x == 0 and wide_y == 0
+    short_x, _ = panel(8, np.geomspace(10.0, 1e-6, 8))  # steps 1..8: no decade tick past 1
+    assert short_x > 0
