@@ -114,11 +114,16 @@ _pickled_sweep_copies = False  # True in a process whose job configs are never p
 
 def sweep_configs_stay_here() -> None:
     """Called in a process that never pickles a job's config (a forked pool worker): from now on the
-    sweep's compositions are copied with `pickle_copy`."""
+    sweep's compositions are copied with `pickle_copy`, and its jobs run without Hydra's copies (pool)."""
     global _pickled_sweep_copies
     _pickled_sweep_copies = True
     for composer in _SWEEP_COMPOSERS.values():
         composer.pickled = True
+
+
+def sweep_configs_stay() -> bool:
+    """Whether sweep_configs_stay_here was called in this process."""
+    return _pickled_sweep_copies
 
 
 _last_command: tuple[DictConfig | None, tuple] = (None, ())  # the latest master config and its command_key

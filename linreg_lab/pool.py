@@ -37,16 +37,16 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from linreg_lab.composing import copy_without
+from linreg_lab import composing
 
 
-def run_one(launcher, idx: int, overrides: list[str], owned: bool = False) -> JobReturn:
-    """Job `idx` as Hydra's basic launcher runs it; `owned`: in a worker, whose configs stay there."""
+def run_one(launcher, idx: int, overrides: list[str]) -> JobReturn:
+    """Job `idx` as Hydra's basic launcher runs it; in a worker, whose configs stay there, without its copies."""
     cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
     with open_dict(cfg):
         cfg.hydra.job.id = idx
         cfg.hydra.job.num = idx
-    if owned:
+    if composing.sweep_configs_stay():
         return run_job_here(launcher.hydra_context, launcher.task_function, cfg)
     return run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function, config=cfg,
                    job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
@@ -76,7 +76,7 @@ def run_job_here(hydra_context, task_function, config: DictConfig) -> JobReturn:
         config.hydra.runtime.output_dir = os.path.abspath(output_dir)
     chdir = bool(config.hydra.job.chdir)
     try:
-        task_cfg = copy_without(config, "hydra")
+        task_cfg = composing.copy_without(config, "hydra")
         ret = JobReturn(cfg=task_cfg, hydra_cfg=view, overrides=OmegaConf.to_container(config.hydra.overrides.task))
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         if chdir:
@@ -125,7 +125,7 @@ def _worker(launcher, jobs: list[tuple[int, list[str]]], taken, results, threads
     """A forked worker: run jobs until none is left, reporting each (index, status, value, folder, name)."""
     import torch
 
-    from linreg_lab import composing, tracking
+    from linreg_lab import tracking
     from linreg_lab.lifecycle import exit_code
 
     tracking.after_fork()
@@ -134,7 +134,7 @@ def _worker(launcher, jobs: list[tuple[int, list[str]]], taken, results, threads
     try:
         while (i := take(taken, len(jobs))) is not None:
             idx, overrides = jobs[i]
-            ret = run_one(launcher, idx, overrides, owned=True)
+            ret = run_one(launcher, idx, overrides)
             results.put((idx, ret.status.value, _portable(ret._return_value), ret.working_dir, ret.task_name))
     except KeyboardInterrupt as err:  # SIGTERM from the launching process, or Ctrl-C: the job ended its run KILLED
         os._exit(exit_code(err))

@@ -339,7 +339,7 @@ def main() -> None:
             rows += rows_loop([1, 10, 100, 1000], steps, "cuda", models, uri)
         else:
             rows.append(row("8. CUDA rows: no CUDA device here", float("nan"), float("nan"), "", None))
-    rows += rows_sweeps(args.full, job_rows[2]["reference"])
+    rows += rows_sweeps(args.full, statistics.median(r["total_s"] for r in ref_jobs))  # the reference's 1000-step job
     info = {"mode": "full" if args.full else "quick", "seconds": time.perf_counter() - started, **machine()}
     print(f"linreg_lab benchmark, {info['mode']} mode, {info['cpus']} CPUs, torch {info['torch']}, "
           f"{info['platform']} ({info['seconds']:.0f} s)")
