@@ -93,3 +93,22 @@ def test_batch_size_full_is_the_whole_training_set() -> None:
 
 def test_conf_dir_is_the_checkout_tree() -> None:
     assert conf_dir() == Path(__file__).resolve().parent.parent / "conf"
+
+
+def test_config_yaml_is_omegaconfs_text() -> None:
+    """Each job's config.yaml (written with libyaml's emitter where PyYAML has it) is, byte for byte,
+    what OmegaConf.to_yaml(resolve=True) writes: every group option and preset, and strings that must be
+    quoted to read back as strings, non-ASCII ones, and one long enough to wrap."""
+    from omegaconf import OmegaConf
+
+    from linreg_lab.run import config_yaml
+
+    cases = [[f"{g}={o}"] for g in GROUPS for o in options(g)]
+    cases += [["mlflow.experiment='1e3'"], ["mlflow.experiment='true'"], ["mlflow.experiment='007'"],
+              ["mlflow.experiment='régression-ü'"], ["mlflow.experiment='" + "a long name " * 12 + "'"],
+              ["mlflow.experiment='null'", "noise=0.5"]]
+    for overrides in cases:
+        cfg = compose_raw(*overrides)
+        container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        assert config_yaml(container) == OmegaConf.to_yaml(cfg, resolve=True), overrides
+        assert OmegaConf.to_container(OmegaConf.create(config_yaml(container))) == container, overrides
