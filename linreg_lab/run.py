@@ -6,19 +6,24 @@ turns it into typed dataclasses and hands plain values to `job.run_job`.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import warnings
 from pathlib import Path
 
 import hydra
-import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from linreg_lab.config import ConfigError, check_config, config_hash, register_configs, resolve_tracking_uri
+from linreg_lab.config import (
+    ConfigError,
+    check_config,
+    config_hash,
+    config_yaml,
+    register_configs,
+    resolve_tracking_uri,
+)
 from linreg_lab.lifecycle import exit_code, install_signal_handlers
 
 SIZE_ENV = "LINREG_LAB_SWEEP_SIZE"  # number of jobs, counted by the preflight check
@@ -50,30 +55,6 @@ def job_label() -> str:
     if hc.mode != RunMode.MULTIRUN:
         return ""
     return f"[{hc.job.num + 1}/{os.environ.get(SIZE_ENV, '?')}] "
-
-
-@functools.cache
-def yaml_dumper() -> type:
-    """OmegaConf's YAML dumper (its representers: strings that would read back as another type are
-    quoted) on libyaml's emitter where PyYAML has it: the text of OmegaConf.to_yaml in ~1.2 ms, not ~4."""
-    from omegaconf._utils import get_omega_conf_dumper
-
-    base = get_omega_conf_dumper()
-    if not getattr(yaml, "__with_libyaml__", False):
-        return base
-
-    class Dumper(yaml.CDumper):
-        pass
-
-    for kind, representer in base.yaml_representers.items():
-        if representer is not yaml.CDumper.yaml_representers.get(kind):
-            Dumper.add_representer(kind, representer)
-    return Dumper
-
-
-def config_yaml(container: dict) -> str:
-    """OmegaConf.to_yaml(cfg, resolve=True) from cfg's resolved container (made once for params too)."""
-    return yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=yaml_dumper())
 
 
 def job_context(cfg: DictConfig, tracking_uri: str, overrides: list[str], **extra):

@@ -101,7 +101,7 @@ def test_config_yaml_is_omegaconfs_text() -> None:
     quoted to read back as strings, non-ASCII ones, and one long enough to wrap."""
     from omegaconf import OmegaConf
 
-    from linreg_lab.run import config_yaml
+    from linreg_lab.config import config_yaml
 
     cases = [[f"{g}={o}"] for g in GROUPS for o in options(g)]
     cases += [["mlflow.experiment='1e3'"], ["mlflow.experiment='true'"], ["mlflow.experiment='007'"],
