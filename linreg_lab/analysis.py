@@ -43,23 +43,45 @@ def parameter_errors(w: torch.Tensor, b: torch.Tensor, true_w: list[float], true
     return out
 
 
-def bias_variance(est: torch.Tensor, truth: torch.Tensor) -> tuple[float, float, float]:
-    """(bias^2, variance, mse) of estimates (R, k) of `truth` (k,): mse = bias^2 + variance exactly."""
+def decompose(est: torch.Tensor, truth: torch.Tensor, scale: float = 1.0) -> dict[str, float]:
+    """bias2, var, mse of estimates est (R, k) of `truth` (k,), each with its standard error over the R replicates
+    (`*_se`), times `scale` (1/k for a mean over test points). Unbiased: var divides by R - 1 and bias2 is
+    |mean - truth|^2 - var / R (it can come out below 0 when the bias is within noise), so mse = bias2 + var exactly.
+    One replicate gives only mse: a variance from one sample is undefined, not zero."""
+    R = len(est)
+    sq = (est - truth).square().sum(1)  # each replicate's squared error
+    out = {"mse": float(sq.mean()) * scale}
+    if R < 2:
+        return out
     mean = est.mean(0)
-    bias2 = float((mean - truth).square().sum())
-    var = float((est - mean).square().sum(1).mean())
-    return bias2, var, float((est - truth).square().sum(1).mean())
+    dev = est - mean
+    spread = dev.square().sum(1)
+    var = float(spread.sum()) / (R - 1)
+    off = mean - truth
+    # delta method: Var|mean - truth|^2 ~ 4 off^T C off / R + 2 tr(C^2) / R^2, with C the sample covariance
+    gram = dev @ dev.T / (R - 1)
+    bias_var = 4 * float((dev @ off).square().sum()) / (R - 1) / R + 2 * float(gram.square().sum()) / R**2
+    out.update({"bias2": (float(off.square().sum()) - var / R) * scale, "var": var * scale,
+                "mse_se": float(sq.std()) / R**0.5 * scale,
+                "var_se": R / (R - 1) * float(spread.std()) / R**0.5 * scale,
+                "bias2_se": bias_var**0.5 * scale})
+    return out
 
 
 def estimation_metrics(w: torch.Tensor, b: torch.Tensor, true_w: list[float], true_b: float,
                        w_ols: torch.Tensor) -> dict[str, float]:
-    """est/*: bias^2, variance and mse of w and b over replicates; optimization vs statistical error."""
+    """est/*: bias^2, variance and mse of w and b over replicates with their standard errors; the optimizer's
+    distance to its own data's least-squares fit against that fit's distance to the truth."""
+    w, b = w.double(), b.double()
+    true = torch.tensor(true_w, dtype=torch.float64)
     out = {}
-    for name, est, truth in (("w", w, torch.tensor(true_w, dtype=torch.float64)),
-                             ("b", b.unsqueeze(1), torch.tensor([true_b], dtype=torch.float64))):
-        out[f"est/{name}_bias2"], out[f"est/{name}_var"], out[f"est/{name}_mse"] = bias_variance(est.double(), truth)
-    out["est/w_opt_mse"] = float((w - w_ols).square().sum(1).mean())  # optimizer still away from the fit
-    out["est/w_stat_mse"] = float((w_ols - torch.tensor(true_w, dtype=torch.float64)).square().sum(1).mean())
+    for name, est, truth in (("w", w, true), ("b", b.unsqueeze(1), torch.tensor([true_b], dtype=torch.float64))):
+        out.update({f"est/{name}_{k}": v for k, v in decompose(est, truth).items()})
+    for name, err in (("opt", w - w_ols), ("stat", w_ols - true)):  # optimizer vs data
+        sq = err.square().sum(1)
+        out[f"est/w_{name}_mse"] = float(sq.mean())
+        if len(sq) > 1:
+            out[f"est/w_{name}_mse_se"] = float(sq.std()) / len(sq) ** 0.5
     out["est/replicates"] = float(len(w))
     return out
 
@@ -71,13 +93,13 @@ def prediction_metrics(w: torch.Tensor, b: torch.Tensor, X_grid: torch.Tensor, f
     f_grid is E[y | x] (noise mean included); y_grid are noisy labels, to measure test_mse.
     """
     y_hat = w.double() @ X_grid.double().T + b.double()[:, None]  # (R, m)
-    mean = y_hat.mean(0)
-    return {
-        "pred/bias2": float((mean - f_grid).square().mean()),
-        "pred/var": float((y_hat - mean).square().mean()),
-        "pred/noise": noise_var,
-        "pred/test_mse": float((y_hat - y_grid).square().mean()),
-    }
+    parts = decompose(y_hat, f_grid.double(), 1 / len(f_grid))
+    out = {f"pred/{k}": v for k, v in parts.items() if k != "mse" and k != "mse_se"}
+    sq = (y_hat - y_grid).square().mean(1)  # each replicate's measured test error
+    out.update({"pred/noise": noise_var, "pred/test_mse": float(sq.mean())})
+    if len(sq) > 1:
+        out["pred/test_mse_se"] = float(sq.std()) / len(sq) ** 0.5
+    return out
 
 
 def theory_metrics(X: torch.Tensor, fit_intercept: bool, noise_var: float, curvature: float) -> dict[str, float]:

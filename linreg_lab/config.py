@@ -41,6 +41,11 @@ class NoiseDist(Enum):
     uniform = "uniform"  # noise * U[0, 1): mean noise / 2, which moves the intercept
 
 
+class Sampling(Enum):
+    epochs = "epochs"  # reshuffled epochs cut into equal batches: every sample once per epoch
+    replacement = "replacement"  # every batch drawn uniformly with replacement (the textbook SGD)
+
+
 class Loss(Enum):
     mse = "mse"  # (y_hat - y)^2
     half_mse = "half_mse"  # 0.5 * (y_hat - y)^2, d2l's squared_loss
@@ -76,6 +81,7 @@ class DataConfig:
     noise_dist: NoiseDist = NoiseDist.gaussian
     streaming: bool = False  # fresh samples every step instead of a fixed training set
     fixed_design: bool = False  # replicates share replicate 0's X and redraw only the noise
+    sampling: Sampling = Sampling.epochs  # how a fixed training set's batches are drawn
     predict_at: list[float] = field(default_factory=list)  # x values (1 feature) to log predictions for
 
 

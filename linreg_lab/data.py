@@ -82,12 +82,15 @@ def make_dataset(cfg: DataConfig, noise: float, n_train: int, seeds: list[int], 
     return Dataset(X, y, drawn[seeds[0]][2], drawn[seeds[0]][3])
 
 
-def batch_indices(n: int, batch_size: int | None, steps: int, streaming: bool, seeds: list[int]) -> torch.Tensor | None:
+def batch_indices(n: int, batch_size: int | None, steps: int, streaming: bool, seeds: list[int],
+                  replacement: bool = False) -> torch.Tensor | None:
     """Row indices of every step's batch, shape (steps, R, batch_size); None means full batch.
 
     A fixed training set is visited as one endless stream of shuffled epochs cut into
     equal batches, so every step has the same batch size and an epoch is n / batch_size
-    steps. Streaming data is used in the order it was drawn, each sample once.
+    steps; with `replacement`, every index is drawn uniformly and independently instead
+    (the sampling SGD's textbook noise assumes). Streaming data is used in the order it
+    was drawn, each sample once.
     """
     if batch_size is None:
         return None
@@ -97,6 +100,9 @@ def batch_indices(n: int, batch_size: int | None, steps: int, streaming: bool, s
     orders = {}
     for seed in dict.fromkeys(seeds):
         gen = torch.Generator().manual_seed(seed)
+        if replacement:
+            orders[seed] = torch.randint(n, (total,), generator=gen)
+            continue
         epochs = -(-total // n)
         orders[seed] = torch.cat([torch.randperm(n, generator=gen) for _ in range(epochs)])[:total]
     return torch.stack([orders[s] for s in seeds], 1).view(steps, batch_size, len(seeds)).transpose(1, 2)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from linreg_lab import analysis
-from linreg_lab.config import Reduction, RunConfig
+from linreg_lab import analysis, theory
+from linreg_lab.config import Reduction, RunConfig, Sampling
 from linreg_lab.data import Dataset, batch_indices, make_dataset, noise_moments, replicate_seed
 from linreg_lab.models import affine, build_model, closed_form, grid_search, init_params, loss_scale, mean_loss
 from linreg_lab.train import train
@@ -78,7 +78,7 @@ def fit_gradient(cfg: RunConfig, data: Dataset, device: torch.device) -> Fit:
     w0, b0 = init_params(cfg.model, data.X.shape[-1], seeds(cfg, "init", cfg.init_seed), data.X.dtype)
     model = build_model(w0.to(device), b0.to(device), cfg.model, cfg.lr, cfg.optimizer)
     idx = batch_indices(data.X.shape[1], cfg.batch_size, cfg.steps, cfg.data.streaming,
-                        seeds(cfg, "order", cfg.order_seed))
+                        seeds(cfg, "order", cfg.order_seed), cfg.data.sampling is Sampling.replacement)
     res = train(model, data.to(device), None if idx is None else idx.to(device), cfg.steps, cfg.eval_every)
     histories = loss_histories(res, cfg.replicates > 1)
     fit = Fit(res.w, res.b, histories, curves=res.train_loss, w_init=w0.numpy(), b_init=b0.numpy(),
@@ -144,4 +144,68 @@ def score(cfg: RunConfig, data: Dataset, fit: Fit) -> tuple[dict[str, float], di
     momentum = getattr(cfg.optimizer, "momentum", 0.0) if cfg.optimizer.name == "momentum" else 0.0
     verdict = "n/a" if cfg.is_solver else analysis.stability_verdict(
         cfg.optimizer.name, cfg.lr, momentum, out["theory/lr_max"], fit.diverged_step is not None)
-    return out, {"stability": verdict}
+    kind = theory_kind(cfg)
+    if kind != "none" and bool(ok.any()):
+        predicted = theory_metrics(cfg, data, fit, ok, stable=verdict in ("stable_as_predicted", "n/a",
+                                                                          "diverged_below_bound"))
+        out.update({k: v for k, v in predicted.items() if np.isfinite(v)})
+    return out, {"stability": verdict, "theory": kind}
+
+
+def full_batch(cfg: RunConfig) -> bool:
+    """Every step sees the whole training set: no batch noise."""
+    return cfg.batch_size is None or (cfg.batch_size >= cfg.data.n_train and cfg.data.sampling is Sampling.epochs)
+
+
+def theory_kind(cfg: RunConfig) -> str:
+    """What theory says about this run's bias^2 and variance: exact (ridge / least squares, full-batch gradient
+    descent and heavy ball), approximate (mini-batch SGD and momentum: small-rate batch noise) or none
+    (RMSprop, Adam, Nesterov, dampening, the grid, streaming data)."""
+    if cfg.data.streaming or cfg.model.name == "grid":
+        return "none"
+    if cfg.model.name == "closed_form":
+        return "exact"
+    opt = cfg.optimizer
+    if opt.name not in ("sgd", "momentum") or opt.nesterov or opt.dampening:
+        return "none"
+    return "exact" if full_batch(cfg) else "approximate"
+
+
+def theory_problem(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor) -> theory.Problem:
+    """The finite replicates' data, starts and truth, as theory.Problem."""
+    intercept = cfg.model.fit_intercept
+    X, y = data.X.double().cpu()[ok], data.y.double().cpu()[ok]
+    true_w = torch.tensor(cfg.data.true_w, dtype=torch.float64)
+    shift = cfg.data.true_b + noise_moments(cfg.data, cfg.noise)[0]  # E[y | x] = x.w + b + noise mean
+    A, A_test = analysis.design(X, intercept), analysis.design(data.X_test, intercept)[0]
+    if len(fit.w_init):
+        start = [torch.as_tensor(fit.w_init, dtype=torch.float64)]
+        start += [torch.as_tensor(fit.b_init, dtype=torch.float64).unsqueeze(-1)] if intercept else []
+        theta0 = torch.cat(start, -1)[ok]
+    else:
+        theta0 = torch.zeros(A.shape[0], A.shape[-1], dtype=torch.float64)
+    truth = torch.cat([true_w, torch.tensor([cfg.data.true_b], dtype=torch.float64)]) if intercept else true_w
+    wd = cfg.model.weight_decay if cfg.model.name == "closed_form" else cfg.optimizer.weight_decay
+    return theory.Problem(A, y, X @ true_w + shift, theta0, A_test, A_test[:, :len(true_w)] @ true_w + shift, truth,
+                          noise_moments(cfg.data, cfg.noise)[1], curvature(cfg, X.shape[1]), wd,
+                          labels_fixed="data" not in cfg.replicate_over)
+
+
+def theory_metrics(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor, stable: bool) -> dict[str, float]:
+    """theory/est/*, theory/pred/* (where the run is stable), theory/best_weight_decay and theory/best_steps."""
+    pr = theory_problem(cfg, data, fit, ok)
+    out = {"theory/best_weight_decay": theory.best_weight_decay(pr)}
+    if cfg.model.name == "closed_form":
+        return {**out, **theory.summarize(pr, theory.ridge(pr), len(cfg.data.true_w))}
+    momentum = cfg.optimizer.momentum
+    if not momentum:
+        out["theory/best_steps"] = theory.best_steps(pr, cfg.lr, 100 * cfg.steps)
+    if not stable:
+        return out
+    moments = theory.gradient_descent(pr, cfg.lr, momentum, cfg.steps)
+    if not full_batch(cfg):
+        noise = theory.sgd_noise(pr, cfg.lr, momentum, cfg.steps, cfg.batch_size)
+        d = len(cfg.data.true_w)
+        out["theory/est/w_var_sgd"] = float(noise[:, :d, :d].diagonal(dim1=1, dim2=2).sum(1).mean())
+        moments.cov = moments.cov + noise
+    return {**out, **theory.summarize(pr, moments, len(cfg.data.true_w))}

@@ -1,0 +1,228 @@
+"""What theory predicts for a run's bias^2 and variance, beside what the replicates measure.
+
+Every estimator here is linear in the labels, theta = G y + c, so given a design its mean is
+G f + c (f = E[y | X]) and its covariance sigma^2 G G^T. Three of them:
+
+- ridge / least squares (closed_form): G = (s A^T A + wd I)^+ s A^T                   exact
+- full-batch gradient descent, with heavy-ball momentum, for t steps from theta_0:    exact
+  z = (theta, v), v' = beta v + grad, theta' = theta - lr v'; z_t = T^t z_0 + sum_{k<t} T^k K y
+- mini-batch SGD / momentum adds the noise of its batches around the fit (batches of B
+  drawn with replacement, the gradient noise taken at the fit, so small-rate):   approximate
+  Cov_t = sum_{k<t} T^k N T^k^T with N the one-step noise of the batch gradient.
+
+H = s A^T A + wd I is the Hessian of the objective the optimizer follows (s turns A^T A into
+it: 2c/n for a mean loss). Replicates that redraw the design or the start are averaged
+conditionally: the theory's mean and variance over the replicates are the average of each
+replicate's conditional moments plus the spread of their conditional means, which is what
+the measured unbiased bias^2 and variance estimate. float64, CPU, batched over replicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+F64 = torch.float64
+
+
+@dataclass
+class Problem:
+    """One run's data, as theory sees it (R replicates, p parameters, n samples, m test points)."""
+
+    A: torch.Tensor  # (R, n, p) design [X, 1]
+    y: torch.Tensor  # (R, n) the labels drawn (for the residuals SGD's noise is made of)
+    f: torch.Tensor  # (R, n) E[y | X]
+    theta0: torch.Tensor  # (R, p) each replicate's start
+    A_test: torch.Tensor  # (m, p)
+    f_test: torch.Tensor  # (m,) E[y | x] on the test set
+    truth: torch.Tensor  # (p,) (w, b) the estimates are scored against
+    noise_var: float
+    s: float  # curvature factor: the Hessian of the data term is s A^T A
+    weight_decay: float = 0.0
+    labels_fixed: bool = False  # replicates share the labels drawn (they redraw the order or the start only)
+
+    @property
+    def target(self) -> torch.Tensor:
+        """What the estimate's mean is linear in: E[y | X], or the labels themselves when they are fixed."""
+        return self.y if self.labels_fixed else self.f
+
+    @property
+    def label_var(self) -> float:
+        return 0.0 if self.labels_fixed else self.noise_var
+
+    @property
+    def gram(self) -> torch.Tensor:
+        return self.A.mT @ self.A
+
+    def hessian(self) -> torch.Tensor:
+        p = self.A.shape[-1]
+        return self.s * self.gram + self.weight_decay * torch.eye(p, dtype=F64)
+
+
+@dataclass
+class Moments:
+    """Each replicate's conditional mean (R, p) and covariance (R, p, p) of its estimate."""
+
+    mean: torch.Tensor
+    cov: torch.Tensor
+
+
+def ridge(pr: Problem) -> Moments:
+    """Least squares with penalty wd/2 |theta|^2 (wd = 0: the minimum-norm least-squares fit)."""
+    Hp = torch.linalg.pinv(pr.hessian(), hermitian=True)
+    mean = (Hp @ (pr.s * pr.A.mT @ pr.target.unsqueeze(-1))).squeeze(-1)
+    cov = pr.label_var * pr.s**2 * Hp @ pr.gram @ Hp
+    return Moments(mean, cov)
+
+
+def power_sum(T: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T^t, sum_{k<t} T^k) by repeated squaring, batched: T (R, q, q)."""
+    eye = torch.eye(T.shape[-1], dtype=F64).expand_as(T)
+    P, S = eye.clone(), torch.zeros_like(T)
+    base_P, base_S = T, eye.clone()
+    while t:
+        if t & 1:
+            P, S = P @ base_P, S + P @ base_S
+        base_P, base_S = base_P @ base_P, base_S + base_P @ base_S
+        t >>= 1
+    return P, S
+
+
+def lyapunov_sum(T: torch.Tensor, N: torch.Tensor, t: int) -> torch.Tensor:
+    """sum_{k<t} T^k N T^k^T (the covariance after t steps of z' = T z + noise of covariance N), batched."""
+    P = torch.eye(T.shape[-1], dtype=F64).expand_as(T).clone()
+    Z = torch.zeros_like(N)
+    base_P, base_Z = T, N
+    while t:
+        if t & 1:
+            P, Z = P @ base_P, Z + P @ base_Z @ P.mT
+        base_P, base_Z = base_P @ base_P, base_Z + base_P @ base_Z @ base_P.mT
+        t >>= 1
+    return Z
+
+
+def transition(H: torch.Tensor, lr: float, momentum: float) -> torch.Tensor:
+    """T of one full-batch step: theta alone for plain GD, (theta, v) with momentum."""
+    p = H.shape[-1]
+    eye = torch.eye(p, dtype=F64).expand_as(H)
+    if not momentum:
+        return eye - lr * H
+    top = torch.cat([eye - lr * H, -lr * momentum * eye], -1)
+    return torch.cat([top, torch.cat([H, momentum * eye], -1)], -2)
+
+
+def lift(M: torch.Tensor, lr: float, momentum: float) -> torch.Tensor:
+    """A drive M entering theta as -lr M and v as +M, as a (q, p) block (q = p, or 2p with momentum)."""
+    return -lr * M if not momentum else torch.cat([-lr * M, M], -2)
+
+
+def gradient_descent(pr: Problem, lr: float, momentum: float, steps: int) -> Moments:
+    """Full-batch GD (heavy ball when momentum > 0) for `steps` steps from theta0, v0 = 0 (torch's buffer)."""
+    p = pr.A.shape[-1]
+    T = transition(pr.hessian(), lr, momentum)
+    P, S = power_sum(T, steps)
+    drive = lift(-pr.s * pr.A.mT, lr, momentum)  # z' = T z + drive y: the gradient's -s A^T y part
+    start = pr.theta0 if not momentum else torch.cat([pr.theta0, torch.zeros_like(pr.theta0)], -1)
+    mean = (P @ start.unsqueeze(-1) + S @ drive @ pr.target.unsqueeze(-1)).squeeze(-1)[:, :p]
+    G = (S @ drive)[:, :p]
+    return Moments(mean, pr.label_var * G @ G.mT)
+
+
+def batch_noise(pr: Problem, batch_size: int) -> torch.Tensor:
+    """Covariance (R, p, p) of a batch gradient around the full one, at the fit, batches drawn with replacement.
+
+    The per-sample gradient is g_i = s n a_i r_i (its mean is the full data gradient s A^T r)."""
+    fit = ridge(Problem(pr.A, pr.y, pr.y, pr.theta0, pr.A_test, pr.f_test, pr.truth, 0.0, pr.s, pr.weight_decay,
+                        labels_fixed=True))
+    r = (pr.A @ fit.mean.unsqueeze(-1)).squeeze(-1) - pr.y  # residuals at the fit of the labels drawn
+    n = pr.A.shape[1]
+    second = pr.s**2 * n * (pr.A.mT * r.square().unsqueeze(1)) @ pr.A  # E_i g_i g_i^T
+    g = pr.s * (pr.A.mT @ r.unsqueeze(-1))  # the mean, -wd theta_fit
+    return (second - g @ g.mT) / batch_size
+
+
+def sgd_noise(pr: Problem, lr: float, momentum: float, steps: int, batch_size: int) -> torch.Tensor:
+    """Covariance (R, p, p) the batches' noise adds to theta after `steps` steps (small-rate approximation)."""
+    p = pr.A.shape[-1]
+    T = transition(pr.hessian(), lr, momentum)
+    L = lift(torch.eye(p, dtype=F64).expand(len(pr.A), p, p), lr, momentum)
+    N = L @ batch_noise(pr, batch_size) @ L.mT
+    return lyapunov_sum(T, N, steps)[:, :p, :p]
+
+
+def summarize(pr: Problem, mom: Moments, d: int) -> dict[str, float]:
+    """theory/est/* of w (first d parameters) and b (the next one, if any), and theory/pred/* on the test set:
+    the expectations of what analysis.decompose measures over the same replicates."""
+    R = len(mom.mean)
+    center = mom.mean.mean(0)
+    dev = mom.mean - center
+    k = 1.0 / (R - 1) if R > 1 else 0.0  # the spread of the conditional means, as the measured variance counts it
+    out = {}
+    p = mom.mean.shape[-1]
+    for name, idx in (("w", slice(0, d)), ("b", slice(d, d + 1))):
+        if idx.start >= p:
+            continue
+        spread = float(dev[:, idx].square().sum()) * k
+        var = float(mom.cov[:, idx, idx].diagonal(dim1=1, dim2=2).sum(1).mean()) + spread
+        bias2 = float((center[idx] - pr.truth[idx]).square().sum()) - spread / R
+        out.update({f"theory/est/{name}_bias2": bias2, f"theory/est/{name}_var": var,
+                    f"theory/est/{name}_mse": bias2 + var})
+    m = len(pr.f_test)
+    Q = pr.A_test.T @ pr.A_test / m
+    spread = float(torch.einsum("ri,ij,rj->", dev, Q, dev)) * k
+    var = float((mom.cov * Q).sum((1, 2)).mean()) + spread
+    err = pr.A_test @ center - pr.f_test
+    bias2 = float(err.square().mean()) - spread / R
+    out.update({"theory/pred/bias2": bias2, "theory/pred/var": var,
+                "theory/pred/test_mse": bias2 + var + pr.noise_var})
+    return out
+
+
+def eigen(pr: Problem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per replicate: eigenvalues lam (R, p) of s A^T A, its eigenvectors U (R, p, p) and s U^T A^T f (R, p)."""
+    lam, U = torch.linalg.eigh(pr.s * pr.gram)
+    u = pr.s * (U.mT @ (pr.A.mT @ pr.f.unsqueeze(-1))).squeeze(-1)
+    return lam.clamp_min(0.0), U, u
+
+
+def prediction_mse(pr: Problem, U: torch.Tensor, coef: torch.Tensor, var_coef: torch.Tensor) -> torch.Tensor:
+    """Expected test error less the noise, mean over replicates, for the mean's eigen-coordinates coef (R, G, p)
+    and the variances var_coef (R, G, p) along the eigenvectors (in units of sigma^2); returns (G,).
+    |A_test theta - f_test|^2 / m = theta^T Q theta - 2 theta^T q + f.f / m, Q = A_test^T A_test / m."""
+    m = len(pr.f_test)
+    Q = U.mT @ (pr.A_test.T @ pr.A_test / m) @ U  # (R, p, p) in eigen-coordinates
+    q = (U.mT @ (pr.A_test.T @ pr.f_test / m).unsqueeze(-1)).squeeze(-1)  # (R, p)
+    quad = ((coef @ Q) * coef).sum(-1) - 2 * (coef * q.unsqueeze(1)).sum(-1) + float(pr.f_test.square().mean())
+    noise = pr.noise_var * (var_coef * Q.diagonal(dim1=1, dim2=2).unsqueeze(1)).sum(-1)
+    return (quad + noise).mean(0)
+
+
+def best_weight_decay(pr: Problem, points: int = 241) -> float:
+    """The weight decay (ridge, converged) that minimizes the expected test error, searched on a log grid
+    from 1e-6 to 1e3 times the mean curvature."""
+    lam, U, u = eigen(pr)
+    scale = float(lam.mean().clamp_min(1e-300))
+    grid = scale * torch.logspace(-6, 3, points, dtype=F64)
+    h = lam.unsqueeze(1) + grid[:, None]  # (R, G, p)
+    coef = u.unsqueeze(1) / h
+    var_coef = pr.s * lam.unsqueeze(1) / h.square()  # sigma^2 G G^T = sigma^2 s Lam / h^2 per direction
+    return float(grid[torch.argmin(prediction_mse(pr, U, coef, var_coef))])
+
+
+def best_steps(pr: Problem, lr: float, horizon: int, points: int = 300) -> float:
+    """The number of full-batch GD steps (no momentum) from theta0 that minimizes the expected test error,
+    searched over 1..horizon: early stopping as regularization."""
+    lam, U, u = eigen(pr)
+    h = lam + pr.weight_decay  # eigenvalues of H
+    t = torch.unique(torch.logspace(0, torch.log10(torch.tensor(float(horizon))), points, dtype=F64).round())
+    rho_t = (1 - lr * h).unsqueeze(1) ** t[:, None]  # (R, G, p)
+    safe = h.abs() > 1e-300
+    gain = torch.where(safe.unsqueeze(1), (1 - rho_t) / torch.where(safe, h, 1.0).unsqueeze(1),
+                       lr * t[:, None])  # sum_{k<t} rho^k lr, whose limit at h = 0 is lr t
+    start = (pr.theta0.unsqueeze(1) @ U).squeeze(1)  # theta0 in eigen-coordinates
+    coef = rho_t * start.unsqueeze(1) + gain * u.unsqueeze(1)
+    var_coef = pr.s * gain.square() * lam.unsqueeze(1)
+    mse = prediction_mse(pr, U, coef, var_coef)
+    mse = torch.where(torch.isfinite(mse), mse, torch.inf)
+    return float(t[torch.argmin(mse)])
