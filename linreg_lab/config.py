@@ -180,7 +180,7 @@ class Config:
     epochs: int | None = None
     eval_every: int | None = None  # None -> about 100 evaluations per run
     resume: bool = False  # skip jobs whose config already has a FINISHED run
-    replicates: int = 1  # independent replicates trained together as one batched computation
+    replicates: int = 8  # independent replicates trained together as one batched computation
     replicate_over: list[str] = field(default_factory=lambda: ["data", "init", "order"])  # what they redraw
     target_rel: float = 0.01  # time to target: training loss within this fraction of the least-squares loss
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)

@@ -15,6 +15,7 @@ from linreg_lab.models import affine, build_model, closed_form, grid_search, ini
 from linreg_lab.train import train
 
 HISTORY_POINTS = 5000  # train/loss is logged at every step up to this many steps, thinned above
+BAND_POINTS = 200  # train/loss_p10 and _p90 (R > 1): a band needs no more points than this
 
 
 @dataclass
@@ -58,18 +59,27 @@ def history(steps: np.ndarray, per_replicate: np.ndarray) -> tuple[np.ndarray, n
         return steps[alive], np.nanmean(per_replicate[alive], 1)
 
 
+def thinned(count: int, points: int) -> np.ndarray:
+    """Indices of at most ~`points` evenly spaced steps out of `count`, the first and last always kept."""
+    if not count:
+        return np.empty(0, int)
+    return np.unique(np.r_[np.arange(0, count, max(1, -(-count // points))), count - 1])
+
+
 def loss_histories(res, replicated: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """train/loss (every step up to HISTORY_POINTS, thinned above), quantiles, test and full-data losses."""
+    """train/loss (every step up to HISTORY_POINTS, thinned above), quantiles (BAND_POINTS), test and
+    full-data losses."""
     steps = np.arange(1, len(res.train_loss) + 1)
-    thin = max(1, -(-len(steps) // HISTORY_POINTS))
-    keep = np.unique(np.r_[steps[::thin] - 1, len(steps) - 1]) if len(steps) else np.empty(0, int)
+    keep = thinned(len(steps), HISTORY_POINTS)
     out = {"train/loss": history(steps[keep], res.train_loss[keep]),
            "test/loss": history(res.eval_steps, res.test_loss),
            "train/full_loss": history(res.eval_steps, res.full_loss)}
     if replicated:
-        alive = np.isfinite(res.train_loss[keep]).any(1)
-        for q in (10, 90):
-            out[f"train/loss_p{q}"] = (steps[keep][alive], np.nanpercentile(res.train_loss[keep][alive], q, 1))
+        band = thinned(len(steps), BAND_POINTS)
+        alive = np.isfinite(res.train_loss[band]).any(1)
+        with np.errstate(all="ignore"):
+            for q in (10, 90):
+                out[f"train/loss_p{q}"] = (steps[band][alive], np.nanpercentile(res.train_loss[band][alive], q, 1))
     return out
 
 

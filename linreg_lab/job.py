@@ -42,15 +42,27 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_name(cfg: RunConfig) -> str:
-    """Readable name from the key settings, e.g. adam-lr0.01-bs10-noise0.01-s0."""
+IN_NAME = ("optimizer", "lr", "batch_size", "noise", "seed", "model", "replicates", "experiment", "resume", "device",
+           "mlflow.experiment", "mlflow.tracking_uri")  # overrides the name already shows, or that change no result
+
+
+def run_name(cfg: RunConfig, overrides: list[str] | tuple[str, ...] = ()) -> str:
+    """Readable name from the key settings, e.g. manual-adam-lr0.01-bs10-noise0.01-s0-R8, then every other
+    override as key=value (the last part of a dotted key, values cut at 24 characters), so the jobs of a
+    sweep, which differ in their overrides, have different names."""
     bs = "full" if cfg.batch_size is None else cfg.batch_size
     parts = [] if cfg.model.name == "linear" else [cfg.model.name]
     reps = [f"R{cfg.replicates}"] if cfg.replicates > 1 else []
     if cfg.is_solver:
-        return "-".join(parts + [f"noise{cfg.noise:g}", f"s{cfg.seed}"] + reps)
-    settings = [cfg.optimizer.name, f"lr{cfg.lr:g}", f"bs{bs}", f"noise{cfg.noise:g}", f"s{cfg.seed}"]
-    return "-".join(parts + settings + reps)
+        parts += [f"noise{cfg.noise:g}", f"s{cfg.seed}"] + reps
+    else:
+        parts += [cfg.optimizer.name, f"lr{cfg.lr:g}", f"bs{bs}", f"noise{cfg.noise:g}", f"s{cfg.seed}"] + reps
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key.startswith("hydra") or key in IN_NAME:
+            continue
+        parts.append(f"{key.rsplit('.', 1)[-1]}={value[:24]}")
+    return "-".join(parts)
 
 
 @functools.cache  # one git call per process, not one per job
@@ -81,7 +93,7 @@ def write_artifacts(cfg: RunConfig, ctx: JobContext, data: Dataset, fit: Fit, ou
         np.savez(out / "replicates.npz", train_loss=fit.curves, w=fit.w.numpy(), b=fit.b.numpy(),
                  w_init=fit.w_init, b_init=fit.b_init, diverged_at=fit.diverged_at)
     if data.X.shape[-1] == 1:
-        draw(cfg, data, fit, out)
+        draw(cfg, ctx, data, fit, out)
 
 
 def write_curve(path: Path, mean: np.ndarray) -> None:
@@ -91,11 +103,11 @@ def write_curve(path: Path, mean: np.ndarray) -> None:
         f.writelines(f"{step},{value:.9g}\n" for step, value in enumerate(mean.tolist(), 1))
 
 
-def draw(cfg: RunConfig, data: Dataset, fit: Fit, out: Path) -> None:
+def draw(cfg: RunConfig, ctx: JobContext, data: Dataset, fit: Fit, out: Path) -> None:
     """The fitted line over replicate 0's data, and the grid's cost curve."""
     from linreg_lab import plots  # matplotlib costs ~0.5 s: only runs that draw pay it
 
-    name = run_name(cfg)
+    name = run_name(cfg, ctx.overrides)
     plots.plot_fit(data.X[0].cpu().numpy(), data.y[0].cpu().numpy(), float(fit.w[0, 0]), float(fit.b[0]),
                    cfg.data.true_w[0], cfg.data.true_b, out / "fit.png", name)
     if fit.grid is not None:
@@ -121,13 +133,14 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
     start = time.perf_counter()
     device = pick_device(cfg.device)
     client, exp_id = tracking.open_experiment(ctx.tracking_uri, cfg.mlflow.experiment)
+    name = run_name(cfg, ctx.overrides)
     if cfg.resume:
         done = tracking.finished_run_with(client, exp_id, "config_hash", ctx.config_hash)
         if done:
-            print(f"{ctx.label}{run_name(cfg)}: already FINISHED as run {done}, skipped (resume=true)", flush=True)
+            print(f"{ctx.label}{name}: already FINISHED as run {done}, skipped (resume=true)", flush=True)
             return {}
     # params go in with the run: a failed run still says what it was
-    run_id = tracking.start_run(client, exp_id, run_name(cfg), job_tags(cfg, ctx, device), ctx.parent_run_id,
+    run_id = tracking.start_run(client, exp_id, name, job_tags(cfg, ctx, device), ctx.parent_run_id,
                                 params=ctx.params)
     try:
         fit, finals = fit_and_log(cfg, ctx, client, run_id, device, start)
@@ -172,5 +185,6 @@ def print_result(cfg: RunConfig, ctx: JobContext, fit: Fit, finals: dict[str, fl
     hist = fit.histories.get("train/full_loss") or fit.histories.get("train/loss") or ([], [])
     loss = hist[1][-1] if len(hist[1]) else float("nan")
     state = f" DIVERGED at step {fit.diverged_step}" if fit.diverged_step is not None else ""
-    print(f"{ctx.label}{run_name(cfg)}: loss {loss:.4g}, |w-w_true| {finals.get('w_error/l2', float('nan')):.3g}, "
+    name = run_name(cfg, ctx.overrides)
+    print(f"{ctx.label}{name}: loss {loss:.4g}, |w-w_true| {finals.get('w_error/l2', float('nan')):.3g}, "
           f"b-b_true {finals.get('b_error', float('nan')):+.3g}, {finals['time/total_s']:.2f}s{state}", flush=True)

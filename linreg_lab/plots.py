@@ -10,9 +10,10 @@ matplotlib.use("Agg")  # files only, never a window
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
+
+from linreg_lab.tables import KNOBS, best_lr_table, knob_values, mean_se, reference_slice, varied_knobs  # noqa: E402
 
 MAX_POINTS = 2000  # a scatter of more points says nothing more
 
@@ -74,10 +75,10 @@ def convergence(runs, hist):
     quantiles = hist[hist["metric"].isin(["train/loss_p10", "train/loss_p90"])]
     for ax, opt in zip(axes[0], optimizers):
         for lr, by_lr in curves[curves["optimizer"] == opt].groupby("lr"):
-            step, mid, lo, hi = lr_band(by_lr, quantiles)
+            step, mid, band_step, lo, hi = lr_band(by_lr, quantiles)
             ax.plot(step, mid, color=colors.get(lr), lw=1, label=f"lr {lr:g}")
             if lo is not None:
-                ax.fill_between(step, lo, hi, color=colors.get(lr), alpha=0.15)
+                ax.fill_between(band_step, lo, hi, color=colors.get(lr), alpha=0.15)
         floor = runs.loc[runs["optimizer"] == opt, "ols/loss"].mean() if "ols/loss" in runs else np.nan
         if np.isfinite(floor) and floor > 0:
             ax.axhline(floor, color="k", ls="--", lw=1, label="least squares")
@@ -97,35 +98,41 @@ def convergence(runs, hist):
 
 
 def lr_band(by_lr, quantiles):
-    """(steps, line, band low, band high) of one learning rate's runs; the band is None when there is none."""
+    """(steps, line, band steps, band low, band high) of one learning rate's runs; the band is None when there is
+    none. One run's band is its replicates' logged percentiles (at up to 200 steps); several runs' is theirs."""
     ids = by_lr["run_id"].unique()
     if len(ids) == 1:
         own = quantiles[quantiles["run_id"] == ids[0]]
-        lo, hi = (own[own["metric"] == f"train/loss_p{q}"]["value"].to_numpy() for q in (10, 90))
-        band = len(lo) == len(hi) == len(by_lr) > 0
-        return by_lr["step"], by_lr["value"], lo if band else None, hi if band else None
+        lo, hi = (own[own["metric"] == f"train/loss_p{q}"].sort_values("step") for q in (10, 90))
+        if len(lo) and len(lo) == len(hi):
+            return by_lr["step"], by_lr["value"], lo["step"].to_numpy(), lo["value"].to_numpy(), hi["value"].to_numpy()
+        return by_lr["step"], by_lr["value"], None, None, None
     per_step = by_lr.groupby("step")["value"]
-    return (per_step.median().index, per_step.median(), per_step.quantile(0.1).to_numpy(),
-            per_step.quantile(0.9).to_numpy())
+    middle = per_step.median()
+    return middle.index, middle, middle.index, per_step.quantile(0.1).to_numpy(), per_step.quantile(0.9).to_numpy()
 
 
 def time_to_target(runs, hist):
     """Steps and seconds to reach the target loss, per optimizer at its best learning rate; censored marked."""
-    from linreg_lab.report import best_lr_table
-
     best = best_lr_table(runs)
-    if best.empty or "ttt_steps" not in best:
-        return None, "nothing to show: no finished gradient run with a time to target"
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    if best.empty or best["ttt_steps"].isna().all():
+        return None, ("nothing to show: no finished gradient run with a time to target; for example: "
+                      "python -m linreg_lab.run -m optimizer=sgd,adam lr=0.1,0.01")
+    labels = [f"{opt}\nlr {lr:g}" for opt, lr in zip(best["optimizer"], best["best_lr"])]
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.3 * len(best) * 2 + 2), 3.4))
     for ax, col, label in ((axes[0], "ttt_steps", "steps"), (axes[1], "ttt_seconds", "seconds")):
-        bars = ax.bar(best["optimizer"].astype(str), best[col], color=sns.color_palette("deep", len(best)))
+        bars = ax.bar(labels, best[col], color=sns.color_palette("deep", len(best)))
         for bar, censored in zip(bars, best["ttt_censored"]):
             if censored > 0:
                 bar.set_hatch("//")
                 ax.annotate("censored", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                             fontsize=7)
         ax.set(ylabel=f"time to target ({label})", title=f"in {label}")
-    return fig, "Hatched bars never reached the target within their budget (censored at the budget)."
+        ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig, ("Each optimizer at its best learning rate (under its name): steps and seconds until the training "
+                 "loss is within target_rel of the least-squares loss. Hatched bars never reached the target "
+                 "within their budget (censored at the budget).")
 
 
 def lr_sensitivity(runs, hist):
@@ -149,54 +156,122 @@ def lr_sensitivity(runs, hist):
     return fig, "Red crosses: diverged runs. Bands: spread across runs with the same settings."
 
 
-KNOBS = (("noise", "noise"), ("batch_size", "batch size"), ("weight_decay", "weight decay"), ("steps", "budget"))
+QUANTITIES = {"w": (("est/w_bias2", "bias²"), ("est/w_var", "variance"), ("est/w_mse", "MSE")),
+              "pred": (("pred/bias2", "bias²"), ("pred/var", "variance"), ("pred/test_mse", "test MSE"))}
+WHAT = {"w": "of ŵ", "pred": "of predictions"}
+ONE_KNOB = "python -m linreg_lab.run -m optimizer=sgd,adam lr=0.3,0.1,0.03,0.01"
 
 
-def reference_slice(ok, knob: str, knobs: list[str]):
-    """The runs where every other varied knob sits at its reference value: no weight decay,
-    the largest budget, the largest noise and batch size (so that each panel varies one thing)."""
-    chosen = {}
-    for other in knobs:
-        if other == knob:
-            continue
-        values = pd_numeric(ok[other]) if other == "batch_size" else ok[other].astype(float)
-        chosen[other] = values.min() if other == "weight_decay" else values.max()
-        ok = ok[values == chosen[other]]
-    return ok, chosen
+def positive_scale(ax, axis: str, values: np.ndarray) -> None:
+    """Log scale when the values span a decade or more; symlog when they include 0."""
+    values = values[np.isfinite(values)]
+    if not len(values) or values.max() <= 0:
+        return
+    setter = ax.set_xscale if axis == "x" else ax.set_yscale
+    positive = values[values > 0]
+    if (values <= 0).any():
+        setter("symlog", linthresh=positive.min())
+        if axis == "x" and values.min() == 0:
+            ax.set_xlim(left=-0.3 * positive.min())  # 0 at the left edge, no empty negative side
+    elif positive.max() / positive.min() >= 10:
+        setter("log")
+
+
+def decomposition(runs, target: str):
+    """bias^2, variance and MSE (of w or of predictions) against each knob the sweep varied: measured points with
+    one standard error, theory dashed beside them, a line per optimizer. Returns (figure, caption)."""
+    ok = runs[runs["state"] == "finished"]
+    knobs = varied_knobs(ok)
+    if not knobs:
+        return None, (f"nothing to show: the sweep varied none of {', '.join(KNOBS.values())}; for example: "
+                      f"{ONE_KNOB}")
+    if ok[QUANTITIES[target][1][0]].notna().sum() == 0:
+        return None, ("nothing to show: every run has one replicate, and a variance needs several; for example: "
+                      f"{ONE_KNOB} replicates=8")
+    fig, axes = plt.subplots(3, len(knobs), figsize=(3.7 * len(knobs) + 0.5, 7.4), squeeze=False)
+    line = ok["optimizer"].astype(str)
+    if ok["sampling"].nunique() > 1:  # batches with replacement against reshuffled epochs: a line each
+        line = line + " (" + ok["sampling"].astype(str) + ")"
+    ok = ok.assign(line=line)
+    colors = dict(zip(sorted(ok["line"].unique()), sns.color_palette("deep", 10)))
+    panels, hidden, drawn = [], 0, 0
+    seen: dict[int, list[np.ndarray]] = {}  # per axis: measured values, then theory's, to set its y range
+    for j, knob in enumerate(knobs):
+        part, chosen = reference_slice(ok, knob, knobs)
+        ratios = []
+        for opt, runs_o in part.groupby("line"):
+            by_x = runs_o.assign(_x=knob_values(runs_o, knob)).groupby("_x")
+            kind = runs_o["tags.theory"].mode().iloc[0]
+            for i, (key, label) in enumerate(QUANTITIES[target]):
+                ax = axes[i][j]
+                mean, se = by_x[key].mean(), by_x[key + "_se"].agg(mean_se).fillna(0.0)
+                shown = mean > 0  # a log axis: an unbiased bias^2 at or below 0 (bias within noise) is not drawn
+                hidden += int((~shown & mean.notna()).sum())
+                ax.errorbar(mean.index[shown], mean[shown], yerr=[np.minimum(se, 0.9 * mean)[shown], se[shown]],
+                            color=colors[opt], marker="o", ms=4, lw=1, capsize=2, label=f"{opt}")
+                drawn += int(shown.sum()) if i == 1 and j == 0 else 0
+                theory = by_x["theory/" + key].mean().dropna()
+                values = seen.setdefault(id(ax), [np.empty(0), np.empty(0)])
+                values[:] = np.r_[values[0], mean[shown]], np.r_[values[1], theory.to_numpy()]
+                if len(theory):
+                    ax.plot(theory.index, theory.values, color=colors[opt], ls="--", lw=1.2, alpha=0.8,
+                            label=f"{opt} theory ({kind})")
+                    both = (mean / theory).replace([np.inf, -np.inf], np.nan).dropna()
+                    if i > 0 and len(both):
+                        ratios.append(f"{opt} {label} {both.median():.2g}")
+                ax.set(title=f"{label} {WHAT[target]}", xlabel=KNOBS[knob])
+                ax.set_yscale("log")
+                positive_scale(ax, "x", knob_values(part, knob).to_numpy())
+        mark_optimum(axes[2][j], part, knob, QUANTITIES[target][2][0])
+        at = ", ".join(f"{k} {v if isinstance(v, str) else f'{v:g}'}" for k, v in chosen.items())
+        panels.append(f"{KNOBS[knob]} ({at or 'all runs'}): measured/theory {'; '.join(ratios) or 'no theory'}")
+    for ax in axes.flat:
+        if ax.has_data():
+            ax.legend(fontsize=6)
+            y_range(ax, *seen.get(id(ax), [np.empty(0), np.empty(0)]))
+    fig.tight_layout()
+    none = sorted(ok.loc[ok["tags.theory"] == "none", "optimizer"].dropna().unique())
+    caption = (f"Rows: bias², variance and MSE {WHAT[target]} over each run's replicates (unbiased estimates; "
+               "error bars one standard error). Dashed: theory, exact for ridge and full-batch gradient descent, "
+               "approximate for mini-batch SGD and momentum (small-rate batch noise assuming batches drawn with "
+               "replacement: reshuffled epochs are quieter). Panels, with the other knobs held at: "
+               + "; ".join(panels) + " (medians over the panel's points)."
+               + (f" No theory for {', '.join(none)}." if none else "")
+               + (f" {hidden} estimates at or below 0 (within noise of 0) are not drawn on the log axes." if hidden
+                  else "") + f" Variance drawn for {drawn} runs' settings in the first panel.")
+    return fig, caption
+
+
+def y_range(ax, measured: np.ndarray, theory: np.ndarray) -> None:
+    """A log axis spanning the measured points, and theory's where it is within 1000x of them (a theory of an
+    exactly unbiased estimate, ~1e-30, would squash the points into a line)."""
+    measured = measured[np.isfinite(measured) & (measured > 0)]
+    if not len(measured):
+        return
+    floor = measured.min() / 1e3
+    values = np.r_[measured, theory[np.isfinite(theory) & (theory > floor)]]
+    ax.set_ylim(values.min() / 3, values.max() * 3)
+
+
+def mark_optimum(ax, part, knob: str, key: str) -> None:
+    """On weight-decay and budget panels: the measured minimum of the MSE and theory's optimum."""
+    theory_col = {"weight_decay": "theory/best_weight_decay", "steps": "theory/best_steps"}.get(knob)
+    if theory_col is None:
+        return
+    means = part.assign(_x=knob_values(part, knob)).groupby("_x")[key].mean().dropna()
+    if len(means) > 1:
+        ax.axvline(means.idxmin(), color="0.4", ls=":", lw=1.2, label=f"measured optimum {means.idxmin():g}")
+    theory = part[theory_col].median()
+    if np.isfinite(theory):
+        ax.axvline(theory, color="k", ls="-.", lw=1, label=f"theory optimum {theory:.3g}")
 
 
 def bias_variance(runs, hist):
-    """bias^2, variance and their sum (of w and of predictions) against each knob the sweep varied."""
-    ok = runs[runs["state"] == "finished"]
-    knobs = [(c, label) for c, label in KNOBS if _varied(ok, c)]
-    if "est/w_var" not in ok or ok["est/replicates"].max() < 2 or not knobs:
-        return None, "nothing to show: needs replicates > 1 and a sweep over noise, batch size, weight decay or budget"
-    fig, axes = plt.subplots(2, len(knobs), figsize=(4 * len(knobs), 6.5), squeeze=False)
-    notes = []
-    for j, (col, label) in enumerate(knobs):
-        part, chosen = reference_slice(ok, col, [c for c, _ in knobs])
-        notes.append(f"{label}: " + (", ".join(f"{k}={v:g}" for k, v in chosen.items()) or "all runs"))
-        x = pd_numeric(part[col]) if col == "batch_size" else part[col].astype(float)
-        for i, (prefix, what) in enumerate((("est/w_", "of w"), ("pred/", "of predictions"))):
-            ax = axes[i][j]
-            for key in ("bias2", "var", "mse" if prefix == "est/w_" else "test_mse"):
-                means = part.assign(_x=x).groupby("_x")[prefix + key].mean()
-                ax.plot(means.index, means.values, marker="o", label=key)
-            if prefix == "est/w_" and "theory/w_var" in part:
-                theory = part.assign(_x=x).groupby("_x")["theory/w_var"].mean()
-                ax.plot(theory.index, theory.values, "k--", lw=1, label="OLS variance (theory)")
-            ax.set(yscale="log", xlabel=label, title=f"{what} vs {label}")
-            if (x > 0).all() and x.max() / x.min() >= 10:
-                ax.set_xscale("log")
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig, "Each panel varies one knob with the others at: " + "; ".join(notes) + "."
+    return decomposition(runs, "w")
 
 
-def pd_numeric(series):
-    """Batch sizes as numbers ('full' becomes the largest batch shown + 1)."""
-    values = pd.to_numeric(series, errors="coerce")
-    return values.fillna(values.max() + 1 if values.notna().any() else 1)
+def bias_variance_predictions(runs, hist):
+    return decomposition(runs, "pred")
 
 
 def heatmap(runs, hist):
@@ -255,7 +330,8 @@ REPORT_FIGURES = [
     ("Convergence", convergence),
     ("Time to target", time_to_target),
     ("Learning-rate sensitivity", lr_sensitivity),
-    ("Bias and variance", bias_variance),
+    ("Bias and variance of w", bias_variance),
+    ("Bias and variance of predictions", bias_variance_predictions),
     ("Heatmap: final w error", heatmap),
     ("Wall time", wall_time),
 ]

@@ -10,7 +10,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from linreg_lab import tracking
-from linreg_lab.report import tidy_runs
+from linreg_lab.tables import tidy_runs
 from tests.conftest import ROOT, all_runs, run_cli
 
 

@@ -1,0 +1,121 @@
+"""The report's opening sentences, each computed from the tables below it (linreg_lab.tables)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from linreg_lab.tables import best_lr_table, reference_slice, varied_knobs
+
+
+def num(value: float, digits: int = 3) -> str:
+    """A number to `digits` significant digits, or a dash where there is none."""
+    return "—" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
+
+
+def with_se(value: float, se: float) -> str:
+    return num(value) if se is None or not np.isfinite(se) else f"{num(value)} ± {num(se, 2)}"
+
+
+def best_rates(best: pd.DataFrame) -> list[str]:
+    """Each optimizer at its best learning rate: loss, time to target, spread."""
+    out = []
+    for _, r in best.iterrows():
+        if r["ttt_censored"] > 0:
+            target = f"it did not reach the target loss within its {num(r['ttt_steps'])} steps"
+        else:
+            target = f"it reached the target loss in {num(r['ttt_steps'])} steps ({num(r['ttt_seconds'], 2)} s)"
+        if np.isfinite(r["w_sd_replicates"]):
+            spread = (f"ŵ varies by {num(r['w_sd_replicates'], 2)} (sd) across its {num(r['replicates'])} replicates,"
+                      f" MSE of ŵ {with_se(r['est_w_mse'], r['est_w_mse_se'])}")
+        else:
+            spread = "one replicate: no spread measured"
+        out.append(f"{r['optimizer']} is best at lr {num(r['best_lr'])}: final training loss {num(r['final_loss'])}; "
+                   f"{target}; {spread}.")
+    return out
+
+
+def lowest_mse(runs: pd.DataFrame) -> list[str]:
+    """Where the MSE of w is lowest, and where theory puts it; the optimum of each knob swept."""
+    ok = runs[(runs["state"] == "finished") & runs["est/w_mse"].notna()]
+    if len(ok) < 2:
+        return []
+    low = ok.loc[ok["est/w_mse"].idxmin()]
+    text = (f"The lowest MSE of ŵ, {with_se(low['est/w_mse'], low['est/w_mse_se'])}, is run {low['run_name']}")
+    known = ok[ok["theory/est/w_mse"].notna()]
+    if len(known) >= 2:
+        pick = known.loc[known["theory/est/w_mse"].idxmin()]
+        kind = pick["tags.theory"]
+        close = abs(pick["est/w_mse"] - low["est/w_mse"]) <= 2 * np.hypot(pick["est/w_mse_se"], low["est/w_mse_se"])
+        if pick["run_id"] == low["run_id"]:
+            text += f"; theory ({kind}) puts the minimum at the same run"
+        else:
+            text += (f"; theory ({kind}) puts it at run {pick['run_name']}, where {num(pick['est/w_mse'])} was "
+                     f"measured{': the same within two standard errors' if close else ''}")
+        if len(known) < len(ok):
+            text += f" (theory covers {len(known)} of the {len(ok)} runs)"
+    out = [text + "."]
+    for knob, label, theory_col in (("weight_decay", "weight decay", "theory/best_weight_decay"),
+                                    ("steps", "budget", "theory/best_steps")):
+        if knob not in varied_knobs(ok):
+            continue
+        part, chosen = reference_slice(ok, knob, varied_knobs(ok))
+        means = part.groupby(knob)["pred/test_mse"].mean().dropna()
+        if len(means) < 2:
+            continue
+        at = "; ".join(f"{k} = {v if isinstance(v, str) else num(v, 6)}" for k, v in chosen.items())
+        sentence = (f"Against {label}{f' ({at})' if at else ''}, the test MSE is lowest at {num(means.idxmin(), 6)}: "
+                    f"{num(means.min())}, against {num(means.iloc[0])} and {num(means.iloc[-1])} at the ends")
+        theory = part[theory_col].median()
+        if np.isfinite(theory):
+            sentence += f"; theory's optimum is {num(theory)}"
+        out.append(sentence + ".")
+    return out
+
+
+def divergence(runs: pd.DataFrame) -> list[str]:
+    """Which runs diverged, and whether the 2/lambda_max bound said they would."""
+    div = runs[runs["state"] == "diverged"]
+    stability = runs["tags.stability"].fillna("n/a")
+    if len(div):
+        predicted = int((div["tags.stability"] == "diverged_as_predicted").sum())
+        covered = int(div["tags.stability"].isin(["diverged_as_predicted", "diverged_below_bound"]).sum())
+        names = ", ".join(div["run_name"].astype(str).head(5)) + (" ..." if len(div) > 5 else "")
+        text = (f"{len(div)} of {len(runs)} runs diverged ({names}); the 2/λmax bound predicted {predicted} of the "
+                f"{covered} it covers (SGD and momentum)")
+        surprised = int((stability == "stable_above_bound").sum())
+        if surprised:
+            text += f"; {surprised} runs above the bound stayed finite"
+        return [text + "."]
+    gd = runs[stability.isin(["stable_as_predicted", "stable_above_bound"])]
+    if gd.empty:
+        return ["No run diverged."]
+    ratio = (gd["lr"] / gd["theory/lr_max"]).max()
+    return [f"No run diverged; the largest SGD or momentum rate sat at {num(ratio, 2)} × the 2/λmax bound."]
+
+
+def error_split(best: pd.DataFrame) -> list[str]:
+    """How much of the error of w is the optimizer's, how much the data's."""
+    out = []
+    for _, r in best.iterrows():
+        opt, stat = r["est_w_opt_mse"], r["est_w_stat_mse"]
+        if not (np.isfinite(opt) and np.isfinite(stat)) or opt + stat <= 0:
+            continue
+        share = opt / (opt + stat)
+        whose = "the optimizer's" if share > 0.5 else "the data's"
+        out.append(f"{r['optimizer']} at lr {num(r['best_lr'])}: ŵ is {num(opt)} (squared) from its own data's "
+                   f"least-squares fit and that fit {num(stat)} from the truth, so most of the error is {whose} "
+                   f"({num(100 * max(share, 1 - share), 2)}%).")
+    return out
+
+
+def findings(runs: pd.DataFrame) -> list[str]:
+    """Short sentences, best-first: each optimizer at its best rate, where the MSE is lowest (and whether theory
+    agrees), divergence against the bound, and the optimizer's share of the error."""
+    if runs.empty:
+        return []
+    best = best_lr_table(runs)
+    out = best_rates(best) if len(best) else []
+    out += lowest_mse(runs) + divergence(runs) + (error_split(best) if len(best) else [])
+    return out
+

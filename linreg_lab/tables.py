@@ -1,0 +1,157 @@
+"""Tidy pandas tables of a sweep's runs: what the report's figures, tables and findings are computed from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+PARAMS = {  # store column -> report column
+    "params.optimizer.name": "optimizer", "params.lr": "lr", "params.batch_size": "batch_size",
+    "params.noise": "noise", "params.optimizer.weight_decay": "weight_decay", "params.steps": "steps",
+    "params.replicates": "replicates", "params.seed": "seed", "params.model.name": "model",
+    "params.experiment": "preset", "params.model.weight_decay": "model_weight_decay",
+    "params.data.true_w": "true_w", "params.data.true_b": "true_b", "params.data.n_train": "n_train",
+    "params.data.sampling": "sampling",
+}
+NUMERIC = ["lr", "noise", "weight_decay", "steps", "replicates", "seed", "model_weight_decay", "true_b", "n_train"]
+HISTORY_KEYS = ["train/loss", "train/loss_p10", "train/loss_p90", "train/full_loss"]
+DECOMPOSED = ["est/w_bias2", "est/w_var", "est/w_mse", "est/b_bias2", "est/b_var", "est/b_mse",
+              "pred/bias2", "pred/var", "pred/test_mse"]  # each with a _se beside it, and theory/<name>
+METRICS = ["train/full_loss", "w_error/l2", "b_error", "b", "ols/loss", "time/total_s", "time/train_s",
+           "theory/lr_max", "theory/w_var", "est/replicates", "est/w_opt_mse", "est/w_stat_mse",
+           "ttt/steps", "ttt/seconds", "ttt/censored", "diverged_step", "diverged_fraction",
+           "theory/best_weight_decay", "theory/best_steps", "theory/est/w_var_sgd",
+           *DECOMPOSED, *(f"{k}_se" for k in DECOMPOSED), *(f"theory/{k}" for k in DECOMPOSED)]
+# always present as columns (NaN where a run has none), so figures can rely on them
+TAGS = ["tags.outcome", "tags.overrides", "tags.error", "tags.stability", "tags.theory"]
+HUGE = 1e300  # MLflow stores +-inf as +-1.8e308: anything this large is not a number to plot
+
+
+def state(row: pd.Series) -> str:
+    """finished, diverged, failed, killed or running (a RUNNING run is never counted as finished)."""
+    status = row["status"]
+    if status == "FINISHED":
+        return "diverged" if row.get("tags.outcome") == "diverged" else "finished"
+    return {"FAILED": "failed", "KILLED": "killed"}.get(status, "running")
+
+
+def tidy_runs(rows: list[dict]) -> pd.DataFrame:
+    """One row per run: settings as typed columns, metrics under their own names, a `state` column."""
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df["state"] = df.apply(state, axis=1)
+    df = df.rename(columns=PARAMS).rename(columns=lambda c: c[len("metrics."):] if c.startswith("metrics.") else c)
+    missing = [c for c in list(PARAMS.values()) + METRICS + TAGS if c not in df]
+    df = pd.concat([df, pd.DataFrame(np.nan, index=df.index, columns=missing)], axis=1)
+    for col in NUMERIC:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    df["batch_size"] = df["batch_size"].astype(str)
+    df["preset"] = df["preset"].where(~df["preset"].isin(["None", "null", ""]))  # a run without a preset has none
+    df["weight_decay"] = df["weight_decay"].fillna(df["model_weight_decay"])
+    df["optimizer"] = df["optimizer"].where(~df["model"].isin(["closed_form", "grid"]), df["model"])  # solvers
+    df["tags.theory"] = df["tags.theory"].fillna("none")
+    metric_cols = [c for c in df.columns if ("/" in c and not c.startswith("tags.")) or c in METRICS]
+    for col in metric_cols:
+        df[col] = pd.to_numeric(df[col], errors="coerce").where(lambda v: v.abs() < HUGE)
+    return df.sort_values("start_time").reset_index(drop=True)
+
+
+def tidy_histories(points: list[tuple[str, str, int, float]], runs: pd.DataFrame) -> pd.DataFrame:
+    """Long format: run_id, metric, step, value and the run's settings; non-numbers dropped."""
+    df = pd.DataFrame(points, columns=["run_id", "metric", "step", "value"])
+    df = df[np.isfinite(df["value"]) & (df["value"].abs() < HUGE)]
+    keep = ["run_id", "run_name", "optimizer", "lr", "batch_size", "noise", "weight_decay", "state", "ols/loss"]
+    return df.merge(runs[[c for c in keep if c in runs]], on="run_id")
+
+
+def mean_se(se: pd.Series) -> float:
+    """Standard error of the mean of k independent estimates with these standard errors."""
+    se = se.dropna()
+    return float(np.sqrt((se**2).sum()) / len(se)) if len(se) else np.nan
+
+
+def best_lr_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per optimizer: its best learning rate (lowest mean final training loss over runs that did not
+    diverge, the other knobs the sweep varied at their reference values: see reference_slice), with final
+    loss, w error and its spread, bias^2, variance and mse of w with their standard errors (NaN where runs
+    have one replicate: no spread from one sample), and time to target at that rate."""
+    ok = runs[(runs["state"] == "finished") & runs["train/full_loss"].notna()] if len(runs) else runs
+    if ok.empty or "optimizer" not in ok:
+        return pd.DataFrame()
+    ok, _ = reference_slice(ok, "lr", [k for k in varied_knobs(ok) if k != "lr"])
+    by = ok.groupby(["optimizer", "lr"], dropna=False)
+    agg = by.agg(final_loss=("train/full_loss", "mean"), runs=("run_id", "count"),
+                 replicates=("est/replicates", "mean"),
+                 w_error=("w_error/l2", "mean"), w_error_sd=("w_error/l2", "std"),
+                 **{c.replace("/", "_"): (c, "mean") for c in ("est/w_bias2", "est/w_var", "est/w_mse",
+                                                              "est/w_opt_mse", "est/w_stat_mse", "ttt/steps",
+                                                              "ttt/seconds", "ttt/censored")})
+    for col in ("est/w_bias2", "est/w_var", "est/w_mse"):
+        agg[col.replace("/", "_") + "_se"] = by[col + "_se"].agg(mean_se)
+    agg["w_sd_replicates"] = np.sqrt(agg["est_w_var"].clip(lower=0))  # spread of w_hat across replicates
+    best = agg.reset_index().sort_values("final_loss").groupby("optimizer", as_index=False).first()
+    return best.rename(columns={"lr": "best_lr"}).sort_values("final_loss").reset_index(drop=True)
+
+
+def tutorial_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The tutorials' own numbers for preset runs: learned w and b, and true minus learned."""
+    tutorial = runs[runs["preset"].notna() & (runs["state"] != "running")] if "preset" in runs else runs.iloc[:0]
+    rows = []
+    for _, r in tutorial.iterrows():
+        row = {"run": r["run_name"], "preset": r["preset"], "state": r["state"]}
+        for i in range(8):
+            if f"w/{i}" in r and pd.notna(r[f"w/{i}"]):
+                row[f"w{i}"], row[f"true-w{i}"] = r[f"w/{i}"], -r[f"w_error/{i}"]
+        row["b"], row["true-b"] = r.get("b"), -r.get("b_error", np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def problem_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs that did not simply finish, each state listed separately."""
+    cols = [c for c in ("state", "run_name", "tags.overrides", "diverged_step", "diverged_fraction", "lr",
+                        "theory/lr_max", "tags.stability", "tags.error") if c in runs]
+    bad = runs[runs["state"] != "finished"][cols] if len(runs) else runs
+    return bad.sort_values("state").rename(columns={"tags.overrides": "overrides", "tags.error": "error",
+                                                    "tags.stability": "vs theory"})
+
+
+KNOBS = {"lr": "learning rate", "noise": "noise", "batch_size": "batch size", "weight_decay": "weight decay",
+         "steps": "budget (steps)", "n_train": "training points"}  # what a bias/variance panel can vary
+
+
+def batch_numbers(series: pd.Series) -> pd.Series:
+    """Batch sizes as numbers ('full' becomes the largest batch shown + 1)."""
+    values = pd.to_numeric(series, errors="coerce")
+    return values.fillna(values.max() + 1 if values.notna().any() else 1)
+
+
+def knob_values(runs: pd.DataFrame, knob: str) -> pd.Series:
+    return batch_numbers(runs[knob]) if knob == "batch_size" else runs[knob].astype(float)
+
+
+def varied_knobs(runs: pd.DataFrame) -> list[str]:
+    """The knobs that take more than one value among these runs."""
+    return [k for k in KNOBS if k in runs and runs[k].nunique(dropna=True) > 1]
+
+
+def reference_slice(runs: pd.DataFrame, knob: str, knobs: list[str]) -> tuple[pd.DataFrame, dict[str, object]]:
+    """The runs where every other varied knob sits at its reference value, so that a panel varies one thing:
+    each optimizer's best learning rate (lowest mean MSE of w), no weight decay, the largest noise, batch size,
+    budget and training set."""
+    chosen: dict[str, object] = {}
+    for other in knobs:
+        if other == knob:
+            continue
+        if other == "lr":
+            score = runs["est/w_mse"].fillna(runs["train/full_loss"])
+            means = runs.assign(score=score).groupby(["optimizer", "lr"])["score"].mean().dropna()
+            best = means.groupby(level=0).idxmin().map(lambda pair: pair[1])
+            runs = runs[runs["lr"] == runs["optimizer"].map(best)]
+            chosen["lr"] = "each optimizer's best"
+            continue
+        values = knob_values(runs, other)
+        chosen[other] = values.min() if other == "weight_decay" else values.max()
+        runs = runs[values == chosen[other]]
+    return runs, chosen
