@@ -130,7 +130,7 @@ def time_to_target(runs, hist):
         ax.set(ylabel=f"time to target ({label})", title=f"in {label}")
         ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
-    return fig, ("Each optimizer at its best learning rate (under its name): steps and seconds until the training "
+    return fig, ("The optimizers, each at its best learning rate (under its name): steps and seconds until the training "
                  "loss is within target_rel of the least-squares loss. Hatched bars never reached the target "
                  "within their budget (censored at the budget).")
 

@@ -36,6 +36,18 @@ def compose_raw(*overrides: str):
         return compose("config", list(overrides))
 
 
+def run_scored(*overrides: str) -> dict[str, float]:
+    """Compose, fit and score one job in this process (no store): its final metrics."""
+    import torch
+
+    from linreg_lab import fitting
+
+    cfg = compose_config(*overrides, "device=cpu")
+    data = fitting.load_data(cfg)
+    fit = fitting.fit_solver(cfg, data) if cfg.is_solver else fitting.fit_gradient(cfg, data, torch.device("cpu"))
+    return {**fit.finals, **fitting.score(cfg, data, fit)[0]}
+
+
 def run_in_process(*overrides: str) -> dict[str, float]:
     """Compose, check and run one job into the store set by MLFLOW_TRACKING_URI."""
     ctx = job_context(compose_raw(*overrides), resolve_tracking_uri(None, "."), list(overrides))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,14 +35,74 @@ def sweep(tmp_path: Path, *args: str, ok: bool = True) -> str:
 
 
 def test_report_of_one_run(tmp_path: Path) -> None:
-    uri = sweep(tmp_path, "steps=200")
+    uri = sweep(tmp_path, "steps=200", "replicates=1")
     out = report(tmp_path, uri)
     assert out.returncode == 0, out.stderr[-3000:]
     page = (tmp_path / "out" / "report.html").read_text()
     (run,) = all_runs(uri)
     assert run.info.run_name in page and "nothing to show" in page  # one run varies nothing
+    assert "python -m linreg_lab.run -m" in section(page, "Bias and variance of w")  # says what would feed it
     assert (tmp_path / "out" / "convergence.png").is_file()
-    assert len(pd.read_csv(tmp_path / "out" / "runs.csv")) == 1
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert len(runs) == 1 and runs["est/w_var"].isna().all() and runs["est/w_mse"].notna().all()
+    assert not any(k.endswith(("_var", "_se")) for k in run.data.metrics if k.startswith(("est/", "pred/")))
+    best = section(page, "Each optimizer at its best learning rate")
+    row = dict(zip(re.findall(r"<th>(.*?)</th>", best), re.findall(r"<td>(.*?)</td>", best)))
+    assert row["est_w_var"] == row["est_w_bias2"] == row["w_sd_replicates"] == "—"  # no variance of 0 from one sample
+    assert row["est_w_mse"] not in ("—", "0")
+
+
+def test_mission_report_shows_the_trade_off_and_opens_with_findings(tmp_path: Path) -> None:
+    uri = sweep(tmp_path, "-m", "optimizer=sgd,adam", "lr=0.1,0.01")  # the README's command, defaults as shipped
+    jobs = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "job"]
+    assert len({r.info.run_name for r in jobs}) == 4
+    assert all(r.data.metrics["est/replicates"] == 8 and r.data.metrics["est/w_var_se"] > 0 for r in jobs)
+    assert {r.data.tags["theory"] for r in jobs} == {"approximate", "none"}  # sgd in batches of 10; adam
+    out = report(tmp_path, uri)
+    assert out.returncode == 0, out.stderr[-3000:]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.index("<h2>Findings</h2>") < page.index("<img")
+    assert section(page, "Findings").count("<li>") >= 3
+    for name in ("bias_and_variance_of_w", "bias_and_variance_of_predictions"):
+        assert (tmp_path / "out" / f"{name}.png").stat().st_size > 5000
+    caption = section(page, "Bias and variance of w")
+    assert "Variance drawn for 4 runs" in caption and "measured/theory sgd variance" in caption
+    assert "No theory for adam" in caption
+    best = section(page, "Each optimizer at its best learning rate")
+    assert best.count(" ± ") >= 6  # bias^2, variance and mse of w with their standard errors, per optimizer
+    ttt = section(page, "Time to target")
+    assert "best learning rate (under its name)" in ttt
+
+
+def test_tutorial_table_lists_only_preset_runs(tmp_path: Path) -> None:
+    uri = sweep(tmp_path, "experiment=d2l_scratch")
+    sweep(tmp_path, "steps=50")
+    out = report(tmp_path, uri, "--all")
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = section((tmp_path / "out" / "report.html").read_text(), "Tutorial presets")
+    assert table.count("<td>d2l_scratch</td>") == 1 and "None" not in table and table.count("<tr>") == 1  # one body row
+
+
+def test_bias_variance_preset_is_u_shaped_in_weight_decay_and_budget(tmp_path: Path) -> None:
+    uri = sweep(tmp_path, "-m", "experiment=bias_variance", "hydra/launcher=pool")
+    jobs = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "job"]
+    assert len(jobs) == 7 * 7 and len({r.info.run_name for r in jobs}) == 49  # names tell every job apart
+    assert {r.data.tags["theory"] for r in jobs} == {"exact"}
+    out = report(tmp_path, uri)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    for knob, fixed in (("weight_decay", runs["steps"] == runs["steps"].max()), ("steps", runs["weight_decay"] == 0)):
+        curve = runs[fixed].groupby(knob)["pred/test_mse"].mean()
+        theory = runs[fixed].groupby(knob)["theory/pred/test_mse"].mean()
+        low = curve.min()
+        assert curve.idxmin() not in (curve.index[0], curve.index[-1]), curve
+        assert low <= 0.9 * curve.iloc[0] and low <= 0.9 * curve.iloc[-1], curve
+        assert theory.idxmin() == curve.idxmin() or abs(curve[theory.idxmin()] / low - 1) < 0.05
+        optimum = runs[fixed]["theory/best_weight_decay" if knob == "weight_decay" else "theory/best_steps"].median()
+        assert curve.index[0] < optimum < curve.index[-1]
+    page = (tmp_path / "out" / "report.html").read_text()
+    findings = section(page, "Findings")
+    assert "Against weight decay" in findings and "Against budget" in findings and "theory&#x27;s optimum" in findings
 
 
 def test_report_of_a_2x2_sweep_is_self_contained_and_logged_on_the_parent(tmp_path: Path) -> None:
@@ -108,12 +169,13 @@ def test_report_errors_are_one_line(tmp_path: Path) -> None:
 def test_study_presets_declare_their_sweeps_and_report(tmp_path: Path) -> None:
     uri = sweep(tmp_path, "-m", "experiment=bias_variance", "steps=60", "replicates=4")  # CLI beats the preset
     jobs = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "job"]
-    assert len(jobs) == 2 * 3 * 3  # noise x batch size x weight decay; the budget axis was overridden
-    assert {r.data.params["optimizer.weight_decay"] for r in jobs} == {"0.0", "0.1", "1.0"}
+    assert len(jobs) == 7  # the weight decays; the budget axis was overridden
+    assert {r.data.params["optimizer.weight_decay"] for r in jobs} == {"0.0", "0.01", "0.03", "0.1", "0.3", "1.0",
+                                                                      "3.0"}
     assert all(r.data.metrics["est/replicates"] == 4 for r in jobs)
     out = report(tmp_path, uri)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert (tmp_path / "out" / "bias_and_variance.png").stat().st_size > 5000
+    assert (tmp_path / "out" / "bias_and_variance_of_w.png").stat().st_size > 5000
 
     uri2 = f"sqlite:///{tmp_path / 'bench.db'}"
     run = run_cli(["-m", "experiment=optimizer_benchmark", "steps=50", "replicates=2"], tmp_path,
