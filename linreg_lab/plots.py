@@ -16,6 +16,7 @@ from matplotlib.ticker import NullLocator  # noqa: E402
 from linreg_lab.tables import KNOBS, best_lr_table, knob_values, mean_se, reference_slice, varied_knobs  # noqa: E402
 
 MAX_POINTS = 2000  # a scatter of more points says nothing more
+ONE_KNOB = "python -m linreg_lab.run -m optimizer=sgd,adam lr=0.3,0.1,0.03,0.01"  # a sweep that feeds every figure
 
 
 def plot_fit(X: np.ndarray, y: np.ndarray, w: float, b: float, true_w: float, true_b: float,
@@ -67,7 +68,8 @@ def convergence(runs, hist):
     """train/loss against step, a panel per optimizer, a line per learning rate, bands, LS floor."""
     curves = hist[hist["metric"] == "train/loss"]
     if curves.empty:
-        return None, "nothing to show: no run has a train/loss history (solver-only sweep?)"
+        return None, ("nothing to show: no run has a train/loss history (a solver-only sweep); for example: "
+                      f"{ONE_KNOB}")
     optimizers = sorted(curves["optimizer"].dropna().unique())
     fig, axes = plt.subplots(1, len(optimizers), figsize=(4.2 * len(optimizers), 3.6), squeeze=False, sharey=True)
     palette = sns.color_palette("viridis", curves["lr"].nunique())
@@ -130,15 +132,15 @@ def time_to_target(runs, hist):
         ax.set(ylabel=f"time to target ({label})", title=f"in {label}")
         ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
-    return fig, ("The optimizers, each at its best learning rate (under its name): steps and seconds until the training "
-                 "loss is within target_rel of the least-squares loss. Hatched bars never reached the target "
+    return fig, ("The optimizers, each at its best learning rate (under its name): steps and seconds until the "
+                 "training loss is within target_rel of the least-squares loss. Hatched bars never reached the target "
                  "within their budget (censored at the budget).")
 
 
 def lr_sensitivity(runs, hist):
     """Final |w - w_true| against learning rate, a line per optimizer, diverged runs marked, 2/lambda_max."""
     if not _varied(runs, "lr"):
-        return None, "nothing to show: the sweep did not vary the learning rate"
+        return None, f"nothing to show: the sweep did not vary the learning rate; for example: {ONE_KNOB}"
     ok = runs[(runs["state"] == "finished") & runs["w_error/l2"].notna()]
     bad = runs[runs["state"] == "diverged"]
     if ok.empty and bad.empty:
@@ -159,7 +161,6 @@ def lr_sensitivity(runs, hist):
 QUANTITIES = {"w": (("est/w_bias2", "bias²"), ("est/w_var", "variance"), ("est/w_mse", "MSE")),
               "pred": (("pred/bias2", "bias²"), ("pred/var", "variance"), ("pred/test_mse", "test MSE"))}
 WHAT = {"w": "of ŵ", "pred": "of predictions"}
-ONE_KNOB = "python -m linreg_lab.run -m optimizer=sgd,adam lr=0.3,0.1,0.03,0.01"
 
 
 def positive_scale(ax, axis: str, values: np.ndarray) -> None:
@@ -277,7 +278,7 @@ def bias_variance_predictions(runs, hist):
 def heatmap(runs, hist):
     """Final |w - w_true| over optimizer x learning rate; diverged cells say so."""
     if not (_varied(runs, "lr") and "optimizer" in runs):
-        return None, "nothing to show: needs several learning rates"
+        return None, f"nothing to show: needs several learning rates; for example: {ONE_KNOB}"
     table = runs[runs["state"] == "finished"].pivot_table(index="optimizer", columns="lr", values="w_error/l2",
                                                          aggfunc="mean")
     diverged = runs.assign(d=runs["state"] == "diverged").pivot_table(index="optimizer", columns="lr", values="d",

@@ -248,6 +248,8 @@ def rows_loop(replicates: list[int], steps: int, device: str, models: tuple[str,
                                 us <= 100 if default and R <= 100 else None))
     ratio = per_step["manual", 100] / per_step["manual", 1]
     rows.append(row(f"3. loop, manual, R=100 / R=1 ({device})", ratio, 100.0, "<= 1.5x", ratio <= 1.5))
+    default = per_step["manual", 8] / per_step["manual", 1]  # the price of replicates=8, the default
+    rows.append(row(f"3. loop, manual, R=8 (default) / R=1 ({device})", default, 8.0, "", None))
     return rows
 
 
@@ -332,11 +334,11 @@ def main() -> None:
         uri = f"sqlite:///{tmp}/mlflow.db"  # the in-process rows' store
         job_rows = rows_job(max(repeats, 5), ref_jobs, uri)
         rows += job_rows
-        rows += rows_loop([1, 10, 100, 1000], steps, "cpu", models, uri)
+        rows += rows_loop([1, 8, 10, 100, 1000], steps, "cpu", models, uri)
         import torch
 
         if torch.cuda.is_available():
-            rows += rows_loop([1, 10, 100, 1000], steps, "cuda", models, uri)
+            rows += rows_loop([1, 8, 10, 100, 1000], steps, "cuda", models, uri)
         else:
             rows.append(row("8. CUDA rows: no CUDA device here", float("nan"), float("nan"), "", None))
     rows += rows_sweeps(args.full, statistics.median(r["total_s"] for r in ref_jobs))  # the reference's 1000-step job

@@ -33,7 +33,8 @@ def test_bench_quick_mode_produces_every_row(tmp_path: Path) -> None:
     commands = [r for r in result["rows"] if r["row"].startswith("7.")]
     assert all(s["basic_s"] < c["basic_s"] for s, c in zip(spans, commands))  # the jobs are part of the command
     loops = [r for r in result["rows"] if r["row"].startswith("3. loop, manual (default)")]
-    assert [r["row"].split("R=")[1].split()[0] for r in loops] == ["1", "10", "100", "1000"]
+    assert [r["row"].split("R=")[1].split()[0] for r in loops] == ["1", "8", "10", "100", "1000"]
+    assert any(r["row"].startswith("3. loop, manual, R=8 (default) / R=1") for r in result["rows"])
     assert all(r["met"] in (True, False) for r in result["rows"] if r["target"] and not r["row"].startswith("6."))
 
 

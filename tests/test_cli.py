@@ -28,7 +28,7 @@ def test_mission_command(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     (parent,), jobs = split(uri)
     assert parent.info.status == "FINISHED" and len(jobs) == 4
-    assert {r.info.run_name for r in jobs} == {f"manual-{o}-lr{lr}-bs10-noise0.01-s0" for o in ("sgd", "adam")
+    assert {r.info.run_name for r in jobs} == {f"manual-{o}-lr{lr}-bs10-noise0.01-s0-R8" for o in ("sgd", "adam")
                                                 for lr in ("0.1", "0.01")}
     client = MlflowClient(uri)
     for run in jobs:
@@ -46,10 +46,10 @@ def test_mission_command(tmp_path: Path) -> None:
         arts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"config.yaml", "data.npz", "curve.csv"} <= arts
         data = np.load(client.download_artifacts(run.info.run_id, "data.npz", str(tmp_path)))
-        assert data["X"].shape == (1000, 2) and data["w_init"].shape == (2,)
-        refit = np.linalg.lstsq(np.c_[data["X"], np.ones(1000)], data["y"], rcond=None)[0]
-        gap = np.linalg.norm(np.array([run.data.metrics["w_error/0"], run.data.metrics["w_error/1"]])
-                             + np.array([2.0, -3.4]) - refit[:2])
+        assert data["X"].shape == (8, 1000, 2) and data["w_init"].shape == (8, 2)  # 8 replicates by default
+        w = np.load(client.download_artifacts(run.info.run_id, "replicates.npz", str(tmp_path)))["w"]
+        refit = [np.linalg.lstsq(np.c_[X, np.ones(1000)], y, rcond=None)[0] for X, y in zip(data["X"], data["y"])]
+        gap = np.mean([np.linalg.norm(w_r - fit[:2]) for w_r, fit in zip(w, refit)])
         assert abs(gap - run.data.metrics["ols/w_gap_l2"]) < 1e-5  # the gap is to a fit of this very data
     assert "mlflow ui --backend-store-uri" in out.stdout and "[4/4]" in out.stdout
     assert not (tmp_path / "mlflow.db").exists()  # MLFLOW_TRACKING_URI was honoured

@@ -33,7 +33,7 @@ def test_noiseless_data_recovers_w_and_b(model: str, optimizer: str) -> None:
     assert errors["w_error/l2"] < RECOVERY_TOL
     assert abs(errors["b_error"]) < RECOVERY_TOL
     assert fit.histories["train/loss"][1][-1] < fit.histories["train/loss"][1][0] * 1e-6
-    assert fit.w.shape == (1, 2) and fit.curves.shape == (1000, 1)
+    assert fit.w.shape == (8, 2) and fit.curves.shape == (1000, 8)  # the default: 8 replicates
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])

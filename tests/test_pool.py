@@ -6,6 +6,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import LONG_JOB, all_runs, job_runs, run_cli, start_cli, wait_for
@@ -34,7 +35,8 @@ def test_pool_runs_the_jobs_of_the_basic_launcher_in_two_forked_workers(tmp_path
     assert len(basic) == 8 and set(pooled) == set(basic)
     client = MlflowClient(results["pool"])
     for name, run in pooled.items():
-        assert run.info.status == "FINISHED" and untimed(run) == untimed(basic[name]), name
+        # workers run one torch thread, the basic launcher two: float64 sums may differ in the last digits
+        assert run.info.status == "FINISHED" and untimed(run) == pytest.approx(untimed(basic[name]), rel=1e-9, abs=1e-15), name
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
         assert sorted(steps) == list(range(1, 201)), name
     (parent,) = [r for r in all_runs(results["pool"]) if r.data.tags["run_kind"] == "sweep"]

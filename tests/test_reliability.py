@@ -25,7 +25,7 @@ def training_started(uri: str) -> bool:
 
 def test_divergence_is_a_result_and_the_sweep_goes_on(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = run_cli(["-m", "lr=0.1,100", "steps=2000"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    out = run_cli(["-m", "lr=0.1,100", "steps=2000", "replicates=1"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr[-3000:]
     by_lr = {r.data.params["lr"]: r for r in job_runs(uri)}
     bad, good = by_lr["100.0"], by_lr["0.1"]
@@ -164,7 +164,7 @@ def test_direct_store_write_equals_mlflow_api(store: str, monkeypatch: pytest.Mo
     assert sorted(bulk) == sorted((i, k, m.step, m.value) for i in ids for k in keys
                                   for m in client.get_metric_history(i, k)) and len(bulk) == 2 * (300 + 101)
     listed = [sorted(a.path for a in client.list_artifacts(r.info.run_id)) for r in (fast, api)]
-    assert listed[0] == listed[1] == ["config.yaml", "curve.csv", "data.npz"]
+    assert listed[0] == listed[1] == ["config.yaml", "curve.csv", "data.npz", "replicates.npz"]
 
 
 def test_history_complete_when_the_direct_write_fails(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
