@@ -36,7 +36,8 @@ def test_pool_runs_the_jobs_of_the_basic_launcher_in_two_forked_workers(tmp_path
     client = MlflowClient(results["pool"])
     for name, run in pooled.items():
         # workers run one torch thread, the basic launcher two: float64 sums may differ in the last digits
-        assert run.info.status == "FINISHED" and untimed(run) == pytest.approx(untimed(basic[name]), rel=1e-9, abs=1e-15), name
+        assert run.info.status == "FINISHED", name
+        assert untimed(run) == pytest.approx(untimed(basic[name]), rel=1e-9, abs=1e-15), name
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
         assert sorted(steps) == list(range(1, 201)), name
     (parent,) = [r for r in all_runs(results["pool"]) if r.data.tags["run_kind"] == "sweep"]
