@@ -77,9 +77,9 @@ def loss_histories(res, replicated: bool) -> dict[str, tuple[np.ndarray, np.ndar
     if replicated:
         band = thinned(len(steps), BAND_POINTS)
         alive = np.isfinite(res.train_loss[band]).any(1)
-        with np.errstate(all="ignore"):
-            for q in (10, 90):
-                out[f"train/loss_p{q}"] = (steps[band][alive], np.nanpercentile(res.train_loss[band][alive], q, 1))
+        losses = torch.from_numpy(res.train_loss[band][alive])
+        for q in (10, 90):  # numpy's nanpercentile loops over rows in Python: ~12 ms a call at R = 8, this 0.05
+            out[f"train/loss_p{q}"] = (steps[band][alive], torch.nanquantile(losses, q / 100, dim=1).numpy())
     return out
 
 

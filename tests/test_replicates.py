@@ -118,3 +118,13 @@ def test_some_replicates_diverging_leave_the_others_scored() -> None:
     assert 0 < fit.finals["diverged_fraction"] < 1
     assert 0 < m["est/finite_replicates"] < 40 and np.isfinite(m["est/w_var"])
     assert np.isfinite(fit.histories["train/loss"][1]).all()
+
+
+def test_loss_band_is_numpys_percentile_of_the_replicates() -> None:
+    cfg = compose_config("replicates=8", "steps=1000", "device=cpu", "lr=0.3", "batch_size=2")
+    data = fitting.load_data(cfg)
+    fit = fitting.fit_gradient(cfg, data, torch.device("cpu"))
+    for q in (10, 90):
+        steps, band = fit.histories[f"train/loss_p{q}"]
+        assert len(steps) <= 202 and steps[0] == 1 and steps[-1] == 1000  # thinned, first and last kept
+        assert np.allclose(band, np.nanpercentile(fit.curves[steps - 1], q, axis=1), rtol=1e-12, atol=0)
