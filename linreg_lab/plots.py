@@ -189,47 +189,35 @@ def decomposition(runs, target: str):
     if ok[QUANTITIES[target][1][0]].notna().sum() == 0:
         return None, ("nothing to show: every run has one replicate, and a variance needs several; for example: "
                       f"{ONE_KNOB} replicates=8")
-    fig, axes = plt.subplots(3, len(knobs), figsize=(3.7 * len(knobs) + 0.5, 7.4), squeeze=False)
     line = ok["optimizer"].astype(str)
     if ok["sampling"].nunique() > 1:  # batches with replacement against reshuffled epochs: a line each
         line = line + " (" + ok["sampling"].astype(str) + ")"
     ok = ok.assign(line=line)
     colors = dict(zip(sorted(ok["line"].unique()), sns.color_palette("deep", 10)))
+    fig, axes = plt.subplots(3, len(knobs), figsize=(3.7 * len(knobs) + 0.5, 7.4), squeeze=False)
     panels, hidden, drawn = [], 0, 0
-    seen: dict[int, list[np.ndarray]] = {}  # per axis: measured values, then theory's, to set its y range
     for j, knob in enumerate(knobs):
         part, chosen = reference_slice(ok, knob, knobs)
         ratios = []
-        for opt, runs_o in part.groupby("line"):
+        for name, runs_o in part.groupby("line"):
             by_x = runs_o.assign(_x=knob_values(runs_o, knob)).groupby("_x")
             kind = runs_o["tags.theory"].mode().iloc[0]
             for i, (key, label) in enumerate(QUANTITIES[target]):
-                ax = axes[i][j]
-                mean, se = by_x[key].mean(), by_x[key + "_se"].agg(mean_se).fillna(0.0)
-                shown = mean > 0  # a log axis: an unbiased bias^2 at or below 0 (bias within noise) is not drawn
-                hidden += int((~shown & mean.notna()).sum())
-                ax.errorbar(mean.index[shown], mean[shown], yerr=[np.minimum(se, 0.9 * mean)[shown], se[shown]],
-                            color=colors[opt], marker="o", ms=4, lw=1, capsize=2, label=f"{opt}")
+                shown, ratio = draw_quantity(axes[i][j], by_x, key, colors[name], name, kind)
+                hidden += int((~shown).sum())
                 drawn += int(shown.sum()) if i == 1 and j == 0 else 0
-                theory = by_x["theory/" + key].mean().dropna()
-                values = seen.setdefault(id(ax), [np.empty(0), np.empty(0)])
-                values[:] = np.r_[values[0], mean[shown]], np.r_[values[1], theory.to_numpy()]
-                if len(theory):
-                    ax.plot(theory.index, theory.values, color=colors[opt], ls="--", lw=1.2, alpha=0.8,
-                            label=f"{opt} theory ({kind})")
-                    both = (mean / theory).replace([np.inf, -np.inf], np.nan).dropna()
-                    if i > 0 and len(both):
-                        ratios.append(f"{opt} {label} {both.median():.2g}")
-                ax.set(title=f"{label} {WHAT[target]}", xlabel=KNOBS[knob])
-                ax.set_yscale("log")
-                positive_scale(ax, "x", knob_values(part, knob).to_numpy())
-        mark_optimum(axes[2][j], part, knob, QUANTITIES[target][2][0])
+                if i > 0 and ratio is not None:  # a bias^2 near 0 makes a meaningless ratio
+                    ratios.append(f"{name} {label} {ratio:.2g}")
+        for i, (_key, label) in enumerate(QUANTITIES[target]):
+            axes[i][j].set(title=f"{label} {WHAT[target]}", xlabel=KNOBS[knob])
+            positive_scale(axes[i][j], "x", knob_values(part, knob).to_numpy())
+        if target == "pred":  # theory's optima minimize the expected test error, not the error of w
+            mark_optimum(axes[2][j], part, knob, QUANTITIES[target][2][0])
         at = ", ".join(f"{k} {v if isinstance(v, str) else f'{v:g}'}" for k, v in chosen.items())
         panels.append(f"{KNOBS[knob]} ({at or 'all runs'}): measured/theory {'; '.join(ratios) or 'no theory'}")
     for ax in axes.flat:
         if ax.has_data():
             ax.legend(fontsize=6)
-            y_range(ax, *seen.get(id(ax), [np.empty(0), np.empty(0)]))
     fig.tight_layout()
     none = sorted(ok.loc[ok["tags.theory"] == "none", "optimizer"].dropna().unique())
     caption = (f"Rows: bias², variance and MSE {WHAT[target]} over each run's replicates (unbiased estimates; "
@@ -243,15 +231,39 @@ def decomposition(runs, target: str):
     return fig, caption
 
 
+def draw_quantity(ax, by_x, key: str, color, name: str, kind: str):
+    """One line's measured points (mean over its runs at each x, error bars one standard error) and its theory,
+    dashed, on a log axis. Returns which points were drawn (an unbiased bias^2 at or below 0 cannot be) and the
+    median measured/theory ratio (None without theory)."""
+    mean, se = by_x[key].mean().dropna(), by_x[key + "_se"].agg(mean_se).fillna(0.0)
+    shown = mean > 0
+    mean, se = mean[shown], se.reindex(mean.index)[shown]
+    ax.errorbar(mean.index, mean, yerr=[np.minimum(se, 0.9 * mean), se], color=color, marker="o", ms=4, lw=1,
+                capsize=2, label=name)
+    theory = by_x["theory/" + key].mean().dropna()
+    ax.set_yscale("log")
+    y_range(ax, mean.to_numpy(), theory.to_numpy())
+    if not len(theory):
+        return shown, None
+    ax.plot(theory.index, theory.values, color=color, ls="--", lw=1.2, alpha=0.8, label=f"{name} theory ({kind})")
+    ratio = (mean / theory).replace([np.inf, -np.inf], np.nan).dropna()
+    return shown, float(ratio.median()) if len(ratio) else None
+
+
 def y_range(ax, measured: np.ndarray, theory: np.ndarray) -> None:
-    """A log axis spanning the measured points, and theory's where it is within 1000x of them (a theory of an
-    exactly unbiased estimate, ~1e-30, would squash the points into a line)."""
+    """Widen a log axis to span these measured points, and theory's where it is within 1000x of them (a theory of
+    an exactly unbiased estimate, ~1e-30, would squash the points into a line). Limits the axis had from earlier
+    lines are kept."""
     measured = measured[np.isfinite(measured) & (measured > 0)]
     if not len(measured):
         return
     floor = measured.min() / 1e3
     values = np.r_[measured, theory[np.isfinite(theory) & (theory > floor)]]
-    ax.set_ylim(values.min() / 3, values.max() * 3)
+    low, high = values.min() / 3, values.max() * 3
+    if getattr(ax, "ranged", False):
+        low, high = min(low, ax.get_ylim()[0]), max(high, ax.get_ylim()[1])
+    ax.set_ylim(low, high)
+    ax.ranged = True
 
 
 def mark_optimum(ax, part, knob: str, key: str) -> None:

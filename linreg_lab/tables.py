@@ -54,7 +54,7 @@ def tidy_runs(rows: list[dict]) -> pd.DataFrame:
     metric_cols = [c for c in df.columns if ("/" in c and not c.startswith("tags.")) or c in METRICS]
     for col in metric_cols:
         df[col] = pd.to_numeric(df[col], errors="coerce").where(lambda v: v.abs() < HUGE)
-    return df.sort_values("start_time").reset_index(drop=True)
+    return df.sort_values("start_time").reset_index(drop=True).copy()  # one block again, after the column edits
 
 
 def tidy_histories(points: list[tuple[str, str, int, float]], runs: pd.DataFrame) -> pd.DataFrame:
