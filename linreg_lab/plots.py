@@ -13,7 +13,15 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
-from linreg_lab.tables import KNOBS, best_lr_table, knob_values, mean_se, reference_slice, varied_knobs  # noqa: E402
+from linreg_lab.tables import (  # noqa: E402
+    KNOBS,
+    best_lr_table,
+    collapse_seeds,
+    knob_values,
+    mean_se,
+    reference_slice,
+    varied_knobs,
+)
 
 MAX_POINTS = 2000  # a scatter of more points says nothing more
 ONE_KNOB = "python -m linreg_lab.run -m optimizer=sgd,adam lr=0.3,0.1,0.03,0.01"  # a sweep that feeds every figure
@@ -186,9 +194,12 @@ def decomposition(runs, target: str):
     if not knobs:
         return None, (f"nothing to show: the sweep varied none of {', '.join(KNOBS.values())}; for example: "
                       f"{ONE_KNOB}")
+    ok = collapse_seeds(ok) if target == "w" else ok  # runs of one replicate: their seeds are the replicates
     if ok[QUANTITIES[target][1][0]].notna().sum() == 0:
-        return None, ("nothing to show: every run has one replicate, and a variance needs several; for example: "
+        return None, ("nothing to show: every run has one replicate" + (", and no setting was run under several "
+                      "seeds" if target == "w" else "") + "; a variance needs several; for example: "
                       f"{ONE_KNOB} replicates=8")
+    seeds = int((ok.get("spread") == "seeds").sum()) if "spread" in ok else 0
     line = ok["optimizer"].astype(str)
     if ok["sampling"].nunique() > 1:  # batches with replacement against reshuffled epochs: a line each
         line = line + " (" + ok["sampling"].astype(str) + ")"
@@ -226,6 +237,8 @@ def decomposition(runs, target: str):
                "replacement: reshuffled epochs are quieter). Panels, with the other knobs held at: "
                + "; ".join(panels) + " (medians over the panel's points)."
                + (f" No theory for {', '.join(none)}." if none else "")
+               + (f" {seeds} points pool runs of one replicate across their seeds (no theory drawn for them)."
+                  if seeds else "")
                + (f" {hidden} estimates at or below 0 (within noise of 0) are not drawn on the log axes." if hidden
                   else "") + f" Variance drawn for {drawn} runs' settings in the first panel.")
     return fig, caption

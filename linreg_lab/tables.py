@@ -155,3 +155,34 @@ def reference_slice(runs: pd.DataFrame, knob: str, knobs: list[str]) -> tuple[pd
         chosen[other] = values.min() if other == "weight_decay" else values.max()
         runs = runs[values == chosen[other]]
     return runs, chosen
+
+
+SEED_KEYS = ("seed", "params.data_seed", "params.init_seed", "params.order_seed", "params.resume")
+
+
+def collapse_seeds(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs of one replicate that repeat the same settings under other seeds are replicates of each other: each
+    such group of two or more finished runs becomes one row whose est/w_bias2, est/w_var and est/w_mse (with
+    standard errors) are computed across its runs (spread = "seeds"); runs with replicates of their own stay as
+    they are (spread = "replicates"). For figures of w's spread; the predictions' spread needs replicates."""
+    import torch
+
+    from linreg_lab.analysis import decompose
+
+    runs = runs.assign(spread=np.where(runs["est/w_var"].notna(), "replicates", "none"))
+    single = runs[(runs["spread"] == "none") & (runs["state"] == "finished") & runs["w_error/l2"].notna()]
+    settings = [c for c in runs.columns if (c.startswith("params.") or c in PARAMS.values()) and c not in SEED_KEYS]
+    rows = []
+    for _, group in single.groupby(settings, dropna=False, sort=False):
+        if len(group) < 2:
+            continue
+        err = group[[c for c in group.columns if c.startswith("w_error/") and c[8:].isdigit()]].dropna(axis=1)
+        parts = decompose(torch.tensor(err.to_numpy(dtype=float)), torch.zeros(err.shape[1], dtype=torch.float64))
+        row = group.iloc[0].copy()
+        row[[c for c in row.index if c.startswith("theory/")]] = np.nan  # theory would need every seed's design
+        for key, value in parts.items():
+            row[f"est/w_{key}"] = value
+        row["spread"], row["est/replicates"] = "seeds", len(group)
+        rows.append(row)
+    kept = runs.drop(index=single.index[single.duplicated(settings, keep=False)])
+    return pd.concat([kept, pd.DataFrame(rows)], ignore_index=True) if rows else kept

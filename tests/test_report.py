@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from mlflow import MlflowClient
 
 from linreg_lab import tracking
@@ -229,3 +230,24 @@ def test_convergence_keeps_minor_ticks_only_on_short_log_axes() -> None:
     assert wide_x == 0 and wide_y == 0
     short_x, _ = panel(8, np.geomspace(10.0, 1e-6, 8))  # steps 1..8: no decade tick past 1
     assert short_x > 0
+
+
+def test_runs_of_one_replicate_pool_their_seeds_for_the_spread_of_w(tmp_path: Path) -> None:
+    import numpy as np
+
+    from linreg_lab.tables import collapse_seeds
+
+    uri = sweep(tmp_path, "-m", "lr=0.1,0.01", "seed=0,1,2", "replicates=1", "noise=0.5", "steps=200")
+    out = report(tmp_path, uri)
+    assert out.returncode == 0, out.stderr[-3000:]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "2 points pool runs of one replicate across their seeds" in section(page, "Bias and variance of w")
+    assert "nothing to show: every run has one replicate" in section(page, "Bias and variance of predictions")
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert runs["est/w_var"].isna().all()  # the runs themselves claim no variance
+    pooled = collapse_seeds(runs)
+    assert len(pooled) == 2 and set(pooled["spread"]) == {"seeds"} and set(pooled["est/replicates"]) == {3}
+    for _, row in pooled.iterrows():
+        w = runs.loc[runs["lr"] == row["lr"], ["w/0", "w/1"]].to_numpy()
+        assert row["est/w_var"] == pytest.approx(np.var(w, axis=0, ddof=1).sum(), rel=1e-9)
+        assert row["est/w_mse"] == pytest.approx(((w - [2.0, -3.4]) ** 2).sum(1).mean(), rel=1e-9)
