@@ -105,7 +105,7 @@ def error_split(best: pd.DataFrame) -> list[str]:
         whose = "the optimizer's" if share > 0.5 else "the data's"
         out.append(f"{r['optimizer']} at lr {num(r['best_lr'])}: ŵ is {num(opt)} (squared) from its own data's "
                    f"least-squares fit and that fit {num(stat)} from the truth, so most of the error is {whose} "
-                   f"({num(100 * max(share, 1 - share), 2)}%).")
+                   f"({100 * max(share, 1 - share):.0f}%).")
     return out
 
 

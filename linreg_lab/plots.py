@@ -222,6 +222,7 @@ def decomposition(runs, target: str):
         for i, (_key, label) in enumerate(QUANTITIES[target]):
             axes[i][j].set(title=f"{label} {WHAT[target]}", xlabel=KNOBS[knob])
             positive_scale(axes[i][j], "x", knob_values(part, knob).to_numpy())
+            grid_ticks(axes[i][j], knob_values(part, knob).to_numpy())
         if target == "pred":  # theory's optima minimize the expected test error, not the error of w
             mark_optimum(axes[2][j], part, knob, QUANTITIES[target][2][0])
         at = ", ".join(f"{k} {v if isinstance(v, str) else f'{v:g}'}" for k, v in chosen.items())
@@ -261,6 +262,16 @@ def draw_quantity(ax, by_x, key: str, color, name: str, kind: str):
     ax.plot(theory.index, theory.values, color=color, ls="--", lw=1.2, alpha=0.8, label=f"{name} theory ({kind})")
     ratio = (mean / theory).replace([np.inf, -np.inf], np.nan).dropna()
     return shown, float(ratio.median()) if len(ratio) else None
+
+
+def grid_ticks(ax, values: np.ndarray) -> None:
+    """x ticks at the values the sweep ran (up to 8 of them, labelled as given), none between; small labels."""
+    values = np.unique(values[np.isfinite(values)])
+    if 1 < len(values) <= 8:
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.xaxis.set_minor_locator(NullLocator())
+    ax.tick_params(labelsize=7)
+    ax.tick_params(axis="y", which="minor", labelsize=6)
 
 
 def y_range(ax, measured: np.ndarray, theory: np.ndarray) -> None:
