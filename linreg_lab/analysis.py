@@ -78,10 +78,8 @@ def estimation_metrics(w: torch.Tensor, b: torch.Tensor, true_w: list[float], tr
     for name, est, truth in (("w", w, true), ("b", b.unsqueeze(1), torch.tensor([true_b], dtype=torch.float64))):
         out.update({f"est/{name}_{k}": v for k, v in decompose(est, truth).items()})
     for name, err in (("opt", w - w_ols), ("stat", w_ols - true)):  # optimizer vs data
-        sq = err.square().sum(1)
-        out[f"est/w_{name}_mse"] = float(sq.mean())
-        if len(sq) > 1:
-            out[f"est/w_{name}_mse_se"] = float(sq.std()) / len(sq) ** 0.5
+        parts = decompose(err, torch.zeros_like(true))
+        out.update({f"est/w_{name}_{k}": parts[k] for k in ("mse", "mse_se") if k in parts})
     out["est/replicates"] = float(len(w))
     return out
 
@@ -93,12 +91,12 @@ def prediction_metrics(w: torch.Tensor, b: torch.Tensor, X_grid: torch.Tensor, f
     f_grid is E[y | x] (noise mean included); y_grid are noisy labels, to measure test_mse.
     """
     y_hat = w.double() @ X_grid.double().T + b.double()[:, None]  # (R, m)
-    parts = decompose(y_hat, f_grid.double(), 1 / len(f_grid))
-    out = {f"pred/{k}": v for k, v in parts.items() if k != "mse" and k != "mse_se"}
-    sq = (y_hat - y_grid).square().mean(1)  # each replicate's measured test error
-    out.update({"pred/noise": noise_var, "pred/test_mse": float(sq.mean())})
-    if len(sq) > 1:
-        out["pred/test_mse_se"] = float(sq.std()) / len(sq) ** 0.5
+    scale = 1 / len(f_grid)  # means over the test points
+    out = {f"pred/{k}": v for k, v in decompose(y_hat, f_grid.double(), scale).items() if not k.startswith("mse")}
+    measured = decompose(y_hat, y_grid.double(), scale)  # against the noisy labels: the test error itself
+    out.update({"pred/noise": noise_var, "pred/test_mse": measured["mse"]})
+    if "mse_se" in measured:
+        out["pred/test_mse_se"] = measured["mse_se"]
     return out
 
 

@@ -54,12 +54,12 @@ def lowest_mse(runs: pd.DataFrame) -> list[str]:
                      f"measured{': the same within two standard errors' if close else ''}")
         if len(known) < len(ok):
             text += f" (theory covers {len(known)} of the {len(ok)} runs)"
-    out = [text + "."]
+    out, knobs = [text + "."], varied_knobs(ok)
     for knob, label, theory_col in (("weight_decay", "weight decay", "theory/best_weight_decay"),
                                     ("steps", "budget", "theory/best_steps")):
-        if knob not in varied_knobs(ok):
+        if knob not in knobs:
             continue
-        part, chosen = reference_slice(ok, knob, varied_knobs(ok))
+        part, chosen = reference_slice(ok, knob, knobs)
         means = part.groupby(knob)["pred/test_mse"].mean().dropna()
         if len(means) < 2:
             continue

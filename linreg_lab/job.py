@@ -152,7 +152,7 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
         raise
     if fit.interrupted is not None:  # what was computed is logged and the run ended KILLED; now stop the sweep
         raise fit.interrupted
-    print_result(cfg, ctx, fit, finals)
+    print_result(name, ctx, fit, finals)
     return finals
 
 
@@ -180,11 +180,10 @@ def fit_and_log(cfg: RunConfig, ctx: JobContext, client, run_id: str, device: to
     return fit, finals
 
 
-def print_result(cfg: RunConfig, ctx: JobContext, fit: Fit, finals: dict[str, float]) -> None:
+def print_result(name: str, ctx: JobContext, fit: Fit, finals: dict[str, float]) -> None:
     """The job's one line: settings and results."""
     hist = fit.histories.get("train/full_loss") or fit.histories.get("train/loss") or ([], [])
     loss = hist[1][-1] if len(hist[1]) else float("nan")
     state = f" DIVERGED at step {fit.diverged_step}" if fit.diverged_step is not None else ""
-    name = run_name(cfg, ctx.overrides)
     print(f"{ctx.label}{name}: loss {loss:.4g}, |w-w_true| {finals.get('w_error/l2', float('nan')):.3g}, "
           f"b-b_true {finals.get('b_error', float('nan')):+.3g}, {finals['time/total_s']:.2f}s{state}", flush=True)

@@ -68,10 +68,6 @@ def save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def _varied(runs, col: str) -> bool:
-    return col in runs and runs[col].nunique(dropna=True) > 1
-
-
 def convergence(runs, hist):
     """train/loss against step, a panel per optimizer, a line per learning rate, bands, LS floor."""
     curves = hist[hist["metric"] == "train/loss"]
@@ -147,7 +143,7 @@ def time_to_target(runs, hist):
 
 def lr_sensitivity(runs, hist):
     """Final |w - w_true| against learning rate, a line per optimizer, diverged runs marked, 2/lambda_max."""
-    if not _varied(runs, "lr"):
+    if "lr" not in varied_knobs(runs):
         return None, f"nothing to show: the sweep did not vary the learning rate; for example: {ONE_KNOB}"
     ok = runs[(runs["state"] == "finished") & runs["w_error/l2"].notna()]
     bad = runs[runs["state"] == "diverged"]
@@ -171,19 +167,17 @@ QUANTITIES = {"w": (("est/w_bias2", "bias²"), ("est/w_var", "variance"), ("est/
 WHAT = {"w": "of ŵ", "pred": "of predictions"}
 
 
-def positive_scale(ax, axis: str, values: np.ndarray) -> None:
-    """Log scale when the values span a decade or more; symlog when they include 0."""
+def x_scale(ax, values: np.ndarray) -> None:
+    """A log x axis when the values span a decade or more; symlog, 0 at the left edge, when they include 0."""
     values = values[np.isfinite(values)]
     if not len(values) or values.max() <= 0:
         return
-    setter = ax.set_xscale if axis == "x" else ax.set_yscale
     positive = values[values > 0]
     if (values <= 0).any():
-        setter("symlog", linthresh=positive.min())
-        if axis == "x" and values.min() == 0:
-            ax.set_xlim(left=-0.3 * positive.min())  # 0 at the left edge, no empty negative side
+        ax.set_xscale("symlog", linthresh=positive.min())
+        ax.set_xlim(left=-0.3 * positive.min())
     elif positive.max() / positive.min() >= 10:
-        setter("log")
+        ax.set_xscale("log")
 
 
 def decomposition(runs, target: str):
@@ -221,7 +215,7 @@ def decomposition(runs, target: str):
                     ratios.append(f"{name} {label} {ratio:.2g}")
         for i, (_key, label) in enumerate(QUANTITIES[target]):
             axes[i][j].set(title=f"{label} {WHAT[target]}", xlabel=KNOBS[knob])
-            positive_scale(axes[i][j], "x", knob_values(part, knob).to_numpy())
+            x_scale(axes[i][j], knob_values(part, knob).to_numpy())
             grid_ticks(axes[i][j], knob_values(part, knob).to_numpy())
         if target == "pred":  # theory's optima minimize the expected test error, not the error of w
             mark_optimum(axes[2][j], part, knob, QUANTITIES[target][2][0])
@@ -284,10 +278,9 @@ def y_range(ax, measured: np.ndarray, theory: np.ndarray) -> None:
     floor = measured.min() / 1e3
     values = np.r_[measured, theory[np.isfinite(theory) & (theory > floor)]]
     low, high = values.min() / 3, values.max() * 3
-    if getattr(ax, "ranged", False):
+    if not ax.get_autoscaley_on():  # an earlier line set the limits: widen them
         low, high = min(low, ax.get_ylim()[0]), max(high, ax.get_ylim()[1])
     ax.set_ylim(low, high)
-    ax.ranged = True
 
 
 def mark_optimum(ax, part, knob: str, key: str) -> None:
@@ -313,7 +306,7 @@ def bias_variance_predictions(runs, hist):
 
 def heatmap(runs, hist):
     """Final |w - w_true| over optimizer x learning rate; diverged cells say so."""
-    if not (_varied(runs, "lr") and "optimizer" in runs):
+    if not ("lr" in varied_knobs(runs) and "optimizer" in runs):
         return None, f"nothing to show: needs several learning rates; for example: {ONE_KNOB}"
     table = runs[runs["state"] == "finished"].pivot_table(index="optimizer", columns="lr", values="w_error/l2",
                                                          aggfunc="mean")

@@ -157,7 +157,7 @@ def reference_slice(runs: pd.DataFrame, knob: str, knobs: list[str]) -> tuple[pd
     return runs, chosen
 
 
-SEED_KEYS = ("seed", "params.data_seed", "params.init_seed", "params.order_seed", "params.resume")
+REPEAT_KEYS = ("seed", "params.data_seed", "params.init_seed", "params.order_seed", "params.resume")  # not settings
 
 
 def collapse_seeds(runs: pd.DataFrame) -> pd.DataFrame:
@@ -171,7 +171,7 @@ def collapse_seeds(runs: pd.DataFrame) -> pd.DataFrame:
 
     runs = runs.assign(spread=np.where(runs["est/w_var"].notna(), "replicates", "none"))
     single = runs[(runs["spread"] == "none") & (runs["state"] == "finished") & runs["w_error/l2"].notna()]
-    settings = [c for c in runs.columns if (c.startswith("params.") or c in PARAMS.values()) and c not in SEED_KEYS]
+    settings = [c for c in runs.columns if (c.startswith("params.") or c in PARAMS.values()) and c not in REPEAT_KEYS]
     rows = []
     for _, group in single.groupby(settings, dropna=False, sort=False):
         if len(group) < 2:

@@ -19,6 +19,8 @@ the measured unbiased bias^2 and variance estimate. float64, CPU, batched over r
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -51,9 +53,16 @@ class Problem:
     def label_var(self) -> float:
         return 0.0 if self.labels_fixed else self.noise_var
 
-    @property
+    @functools.cached_property
     def gram(self) -> torch.Tensor:
         return self.A.mT @ self.A
+
+    @functools.cached_property
+    def spectrum(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per replicate: eigenvalues lam (R, p) of s A^T A, its eigenvectors U (R, p, p) and s U^T A^T f (R, p)."""
+        lam, U = torch.linalg.eigh(self.s * self.gram)
+        u = self.s * (U.mT @ (self.A.mT @ self.f.unsqueeze(-1))).squeeze(-1)
+        return lam.clamp_min(0.0), U, u
 
     def hessian(self) -> torch.Tensor:
         p = self.A.shape[-1]
@@ -133,8 +142,7 @@ def batch_noise(pr: Problem, batch_size: int) -> torch.Tensor:
     """Covariance (R, p, p) of a batch gradient around the full one, at the fit, batches drawn with replacement.
 
     The per-sample gradient is g_i = s n a_i r_i (its mean is the full data gradient s A^T r)."""
-    fit = ridge(Problem(pr.A, pr.y, pr.y, pr.theta0, pr.A_test, pr.f_test, pr.truth, 0.0, pr.s, pr.weight_decay,
-                        labels_fixed=True))
+    fit = ridge(dataclasses.replace(pr, labels_fixed=True))  # the fit of the labels drawn
     r = (pr.A @ fit.mean.unsqueeze(-1)).squeeze(-1) - pr.y  # residuals at the fit of the labels drawn
     n = pr.A.shape[1]
     second = pr.s**2 * n * (pr.A.mT * r.square().unsqueeze(1)) @ pr.A  # E_i g_i g_i^T
@@ -179,13 +187,6 @@ def summarize(pr: Problem, mom: Moments, d: int) -> dict[str, float]:
     return out
 
 
-def eigen(pr: Problem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per replicate: eigenvalues lam (R, p) of s A^T A, its eigenvectors U (R, p, p) and s U^T A^T f (R, p)."""
-    lam, U = torch.linalg.eigh(pr.s * pr.gram)
-    u = pr.s * (U.mT @ (pr.A.mT @ pr.f.unsqueeze(-1))).squeeze(-1)
-    return lam.clamp_min(0.0), U, u
-
-
 def prediction_mse(pr: Problem, U: torch.Tensor, coef: torch.Tensor, var_coef: torch.Tensor) -> torch.Tensor:
     """Expected test error less the noise, mean over replicates, for the mean's eigen-coordinates coef (R, G, p)
     and the variances var_coef (R, G, p) along the eigenvectors (in units of sigma^2); returns (G,).
@@ -209,7 +210,7 @@ def first_minimum(values: torch.Tensor, rel: float = 1e-6) -> int:
 def best_weight_decay(pr: Problem, points: int = 241) -> float:
     """The smallest weight decay (ridge, converged) that minimizes the expected test error (to 1e-6), searched
     on a log grid from 1e-6 to 1e3 times the mean curvature."""
-    lam, U, u = eigen(pr)
+    lam, U, u = pr.spectrum
     scale = float(lam.mean().clamp_min(1e-300))
     grid = scale * torch.logspace(-6, 3, points, dtype=F64)
     h = lam.unsqueeze(1) + grid[:, None]  # (R, G, p)
@@ -221,7 +222,7 @@ def best_weight_decay(pr: Problem, points: int = 241) -> float:
 def best_steps(pr: Problem, lr: float, horizon: int, points: int = 300) -> float:
     """The fewest full-batch GD steps (no momentum) from theta0 that minimize the expected test error (to 1e-6),
     searched over 1..horizon: early stopping as regularization."""
-    lam, U, u = eigen(pr)
+    lam, U, u = pr.spectrum
     h = lam + pr.weight_decay  # eigenvalues of H
     t = torch.unique(torch.logspace(0, torch.log10(torch.tensor(float(horizon))), points, dtype=F64).round())
     rho_t = (1 - lr * h).unsqueeze(1) ** t[:, None]  # (R, G, p)
