@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from linreg_lab import tracking
+from linreg_lab import console, tracking
 from linreg_lab.config import ConfigError, RunConfig
 from linreg_lab.data import Dataset
 from linreg_lab.fitting import Fit, fit_gradient, fit_solver, load_data, score
@@ -137,7 +137,7 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
     if cfg.resume:
         done = tracking.finished_run_with(client, exp_id, "config_hash", ctx.config_hash)
         if done:
-            print(f"{ctx.label}{name}: already FINISHED as run {done}, skipped (resume=true)", flush=True)
+            console.say(f"{ctx.label}{name}: already FINISHED as run {done}, skipped (resume=true)")
             return {}
     # params go in with the run: a failed run still says what it was
     run_id = tracking.start_run(client, exp_id, name, job_tags(cfg, ctx, device), ctx.parent_run_id,
@@ -176,7 +176,7 @@ def fit_and_log(cfg: RunConfig, ctx: JobContext, client, run_id: str, device: to
     status = "FINISHED"
     if fit.interrupted is not None:
         status, tags["error"] = "KILLED", f"interrupted at step {fit.steps_done}: {fit.interrupted}"
-    tracking.log_metrics(client, run_id, fit.histories, finals, fit.steps_done, tags, status)
+    tracking.log_metrics(client, run_id, fit.histories, finals, tags, status)
     return fit, finals
 
 
@@ -185,5 +185,5 @@ def print_result(name: str, ctx: JobContext, fit: Fit, finals: dict[str, float])
     hist = fit.histories.get("train/full_loss") or fit.histories.get("train/loss") or ([], [])
     loss = hist[1][-1] if len(hist[1]) else float("nan")
     state = f" DIVERGED at step {fit.diverged_step}" if fit.diverged_step is not None else ""
-    print(f"{ctx.label}{name}: loss {loss:.4g}, |w-w_true| {finals.get('w_error/l2', float('nan')):.3g}, "
-          f"b-b_true {finals.get('b_error', float('nan')):+.3g}, {finals['time/total_s']:.2f}s{state}", flush=True)
+    console.say(f"{ctx.label}{name}: loss {loss:.4g}, |w-w_true| {finals.get('w_error/l2', float('nan')):.3g}, "
+                f"b-b_true {finals.get('b_error', float('nan')):+.3g}, {finals['time/total_s']:.2f}s{state}")

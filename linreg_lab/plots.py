@@ -124,19 +124,20 @@ def time_to_target(runs, hist):
     if best.empty or best["ttt_steps"].isna().all():
         return None, ("nothing to show: no finished gradient run with a time to target; for example: "
                       "python -m linreg_lab.run -m optimizer=sgd,adam lr=0.1,0.01")
-    labels = [f"{opt}\nlr {lr:g}" for opt, lr in zip(best["optimizer"], best["best_lr"])]
-    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.3 * len(best) * 2 + 2), 3.4))
+    labels = [f"{opt} (lr {lr:g})" for opt, lr in zip(best["optimizer"], best["best_lr"])]
+    # horizontal bars: the names sit on the y axis, one under the other, and never overlap
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 0.45 * len(best) + 1.4), sharey=True, layout="constrained")
     for ax, col, label in ((axes[0], "ttt_steps", "steps"), (axes[1], "ttt_seconds", "seconds")):
-        bars = ax.bar(labels, best[col], color=sns.color_palette("deep", len(best)))
+        bars = ax.barh(labels, best[col], color=sns.color_palette("deep", len(best)))
         for bar, censored in zip(bars, best["ttt_censored"]):
             if censored > 0:
                 bar.set_hatch("//")
-                ax.annotate("censored", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                            fontsize=7)
-        ax.set(ylabel=f"time to target ({label})", title=f"in {label}")
-        ax.tick_params(axis="x", labelsize=8)
-    fig.tight_layout()
-    return fig, ("The optimizers, each at its best learning rate (under its name): steps and seconds until the "
+                ax.annotate(" censored", (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center",
+                            fontsize=8)
+        ax.set(xlabel=f"time to target ({label})", title=f"in {label}")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+    axes[0].invert_yaxis()  # the fastest-converging (lowest loss) first, as in the table
+    return fig, ("The optimizers, each at its best learning rate (beside its name): steps and seconds until the "
                  "training loss is within target_rel of the least-squares loss. Hatched bars never reached the target "
                  "within their budget (censored at the budget).")
 

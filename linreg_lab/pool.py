@@ -37,7 +37,7 @@ from hydra.core.utils import (
 )
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from linreg_lab import composing
+from linreg_lab import composing, console
 
 
 def run_one(launcher, idx: int, overrides: list[str]) -> JobReturn:
@@ -193,6 +193,7 @@ def collect(results, procs, count: int) -> dict[int, tuple]:
                 break
             continue
         done[idx] = tuple(rest)
+        console.job_done()
     return done
 
 

@@ -11,13 +11,57 @@ import argparse
 import base64
 import html
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from linreg_lab import describe
 from linreg_lab.findings import findings, num
 from linreg_lab.tables import HISTORY_KEYS, best_lr_table, problem_table, tidy_histories, tidy_runs, tutorial_table
+
+COLUMNS = {  # table column -> heading with its unit (the loss is in squared units of y)
+    "optimizer": "optimizer", "best_lr": "best lr", "final_loss": "final loss (train set)", "runs": "runs",
+    "replicates": "replicates per run", "w_error": "‖ŵ − w‖ (mean)", "w_error_sd": "sd of ‖ŵ − w‖ over runs",
+    "w_sd_replicates": "sd of ŵ over replicates", "est_w_bias2": "bias² of ŵ", "est_w_var": "variance of ŵ",
+    "est_w_mse": "MSE of ŵ", "est_w_opt_mse": "‖ŵ − w_ols‖² (optimizer's part)",
+    "est_w_stat_mse": "‖w_ols − w‖² (data's part)", "ttt_steps": "time to target (steps)",
+    "ttt_seconds": "time to target (s)", "ttt_censored": "share never at target",
+    "run_name": "run", "state": "state", "lr": "lr", "batch_size": "batch size", "noise": "noise (σ)",
+    "weight_decay": "weight decay", "train/full_loss": "final loss (train set)", "w_error/l2": "‖ŵ − w‖",
+    "b_error": "b̂ − b", "time/total_s": "time (s)", "diverged_step": "diverged at step",
+    "diverged_fraction": "share of replicates diverged", "theory/lr_max": "2/λmax",
+}
+ALL_RUNS = ["run_name", "state", "optimizer", "lr", "batch_size", "noise", "weight_decay", "replicates",
+            "train/full_loss", "w_error/l2", "b_error", "time/total_s"]
+OPEN_ROWS = 12  # a longer table is collapsed (<details>) until the reader opens it
+LOOK_AT = {  # what each figure is for, said first in its caption
+    "Convergence": "Look at which rate reaches the dashed least-squares floor first, and how wide its band is.",
+    "Time to target": "Look at the shortest bars: the optimizer that gets close to the best fit soonest.",
+    "Learning-rate sensitivity": "Look at how flat each line is: a flat line forgives a badly chosen rate.",
+    "Bias and variance of w": "Look at where the MSE row dips: there bias² and variance balance.",
+    "Bias and variance of predictions": "Look at the test MSE row: the error a user of the fit would see.",
+    "Heatmap: final w error": "Look for the light cells: the optimizer and rate with the smallest error.",
+    "Wall time": "Look at the training loop's share: the rest is data, scoring and logging.",
+}
+
+
+def cell(value, digits: int = 4) -> str:
+    """A table cell: a number to `digits` significant digits, a dash where there is none, whole numbers
+    and text as they are."""
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "—"
+    if float(value).is_integer() and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.{digits}g}"
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """Numbers to 4 significant digits, columns under their headings with units."""
+    return table.apply(lambda col: col.map(cell) if col.dtype.kind in "fiu" else col).rename(columns=COLUMNS)
 
 
 def best_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -37,31 +81,60 @@ def figure_tag(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}">'
 
 
-def render_html(title: str, runs: pd.DataFrame, figures: list[tuple[str, Path | None, str]],
+def anchor(heading: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in heading.lower()).strip("-")
+
+
+def table_html(table: pd.DataFrame) -> str:
+    """The table, escaped; past OPEN_ROWS rows folded in a <details> that says how many."""
+    if not len(table):
+        return "<p><em>nothing to show</em></p>"
+    body = readable(table).to_html(index=False, escape=True, na_rep="—", border=0)
+    if len(table) <= OPEN_ROWS:
+        return body
+    return f"<details><summary>{len(table)} rows: show</summary>{body}</details>"
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;font-size:14px;max-width:1180px;margin:auto;padding:0 16px;"
+         "line-height:1.35}"
+         "h1{font-size:1.5em;margin:.5em 0 .2em}h2{font-size:1.2em;margin:1.2em 0 .3em}"
+         "dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:0 12px;font-size:13px;margin:0}"
+         "dl.meta dt{color:#555}dl.meta dd{margin:0;font-family:monospace;overflow-wrap:anywhere}"
+         "nav ol{display:flex;flex-wrap:wrap;gap:2px 18px;padding:0;margin:.4em 0;list-style:none;font-size:13px}"
+         "figure{margin:0}img{max-width:100%;max-height:560px}figcaption{font-size:14px;color:#333;max-width:900px}"
+         "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
+         "td{text-align:right;white-space:nowrap}th{background:#f4f4f4}summary{cursor:pointer;color:#0645ad}")
+
+
+def render_html(title: str, header: dict[str, str], figures: list[tuple[str, Path | None, str]],
                 tables: list[tuple[str, pd.DataFrame]], found: list[str] = ()) -> str:
-    """One self-contained page, findings first; every string from the store is escaped."""
-    counts = runs["state"].value_counts().to_dict() if len(runs) else {}
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
-             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}</style>",
-             f"</head><body><h1>{html.escape(title)}</h1>",
-             "<p>" + html.escape(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no runs") + "</p>",
-             "<h2>Findings</h2>",
+    """One self-contained page: header, contents, findings, figures, tables; every string from the
+    store is escaped (a link only where the header names a URL)."""
+    sections = ["Findings"] + [h for h, _, _ in figures] + [h for h, _ in tables]
+    meta = "".join(f"<dt>{html.escape(k)}</dt><dd>" + (f'<a href="{html.escape(v)}">{html.escape(v)}</a>'
+                   if v.startswith(("http://", "https://")) else html.escape(v)) + "</dd>" for k, v in header.items())
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{STYLE}</style></head><body>",
+             f"<header><h1>{html.escape(title)}</h1><dl class='meta'>{meta}</dl></header>",
+             "<nav><ol>" + "".join(f"<li><a href='#{anchor(h)}'>{html.escape(h)}</a></li>" for h in sections)
+             + "</ol></nav>",
+             "<h2 id='findings'>Findings</h2>",
              "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in found) + "</ul>" if found
              else "<p><em>nothing to show: no run finished</em></p>"]
     for heading, path, note in figures:
-        parts.append(f"<h2>{html.escape(heading)}</h2>")
-        parts.append(figure_tag(path) if path else f"<p><em>{html.escape(note)}</em></p>")
-        if path and note:
-            parts.append(f"<p>{html.escape(note)}</p>")
+        parts.append(f"<h2 id='{anchor(heading)}'>{html.escape(heading)}</h2>")
+        if path:
+            caption = " ".join(x for x in (LOOK_AT.get(heading, ""), note) if x)
+            parts.append(f"<figure>{figure_tag(path)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+        else:
+            parts.append(f"<p><em>{html.escape(note)}</em></p>")
     for heading, table in tables:
-        parts.append(f"<h2>{html.escape(heading)}</h2>")
-        parts.append(table.to_html(index=False, escape=True, float_format=lambda v: f"{v:.4g}", na_rep="—")
-                     if len(table) else "<p><em>nothing to show</em></p>")
+        parts.append(f"<h2 id='{anchor(heading)}'>{html.escape(heading)}</h2>")
+        parts.append(table_html(table))
     return "\n".join(parts + ["</body></html>"])
 
 
-def build(runs: pd.DataFrame, hist: pd.DataFrame, out: Path, title: str) -> Path:
+def build(runs: pd.DataFrame, hist: pd.DataFrame, out: Path, title: str, header: dict[str, str]) -> Path:
     """Draw every figure, write report.html, the PNGs and runs.csv into `out`; return the HTML path."""
     from linreg_lab import plots
 
@@ -81,13 +154,27 @@ def build(runs: pd.DataFrame, hist: pd.DataFrame, out: Path, title: str) -> Path
     tables = [("Each optimizer at its best learning rate", best_table(runs)),
               ("Diverged, failed, killed and unfinished runs", problem_table(runs)),
               ("Tutorial presets: learned and true minus learned", tutorial_table(runs)),
-              ("All runs", runs[[c for c in ("run_name", "state", "optimizer", "lr", "batch_size", "noise",
-                                             "weight_decay", "replicates", "train/full_loss", "w_error/l2",
-                                             "b_error", "time/total_s") if c in runs]])]
+              ("All runs", runs[[c for c in ALL_RUNS if c in runs]])]
     runs.to_csv(out / "runs.csv", index=False)
     page = out / "report.html"
-    page.write_text(render_html(title, runs, figures, tables, findings(runs)))
+    page.write_text(render_html(title, header, figures, tables, findings(runs)))
     return page
+
+
+def runs_by_state(runs: pd.DataFrame) -> str:
+    return ", ".join(f"{v} {k}" for k, v in runs["state"].value_counts().items()) if len(runs) else "none"
+
+
+def page_header(runs: pd.DataFrame, uri: str, ui: str, parent_tags: dict[str, str] | None) -> dict[str, str]:
+    """What the page reports on: the sweep's command, the store, the MLflow UI, the date, the commit, the runs."""
+    tags = parent_tags or {}
+    command = tags.get("command") or (f"python -m linreg_lab.run -m {tags['overrides']}" if "overrides" in tags
+                                      else "every job run of the experiment (--all)")
+    commits = runs["tags.git_commit"].dropna().unique() if "tags.git_commit" in runs else []
+    commit = ", ".join(c[:12] for c in commits) if len(commits) else "— (the runs were not made from a git checkout)"
+    made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return {"command": command, "tracking store": uri, "MLflow UI": ui, "made": made, "git commit": commit,
+            "runs": runs_by_state(runs)}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -122,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tracking.reap_orphans(client, exp_id)
     parent = None if args.all else (args.sweep or tracking.latest_sweep(client, exp_id))
+    parent_tags = tracking.run_tags(client, parent) if parent else None
     runs = tidy_runs(tracking.child_runs(client, exp_id, parent))
     if runs.empty:
         what = f"sweep {parent}" if parent else f"experiment {args.experiment!r}"
@@ -129,11 +217,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     hist = tidy_histories(tracking.metric_histories(client, list(runs["run_id"]), HISTORY_KEYS), runs)
     title = f"linreg_lab report: {tracking.run_info(client, parent)[1] if parent else args.experiment}"
-    page = build(runs, hist, Path(args.out), title)
+    header = page_header(runs, uri, tracking.ui_link(uri, exp_id), parent_tags)
+    page = build(runs, hist, Path(args.out), title, header)
     if parent:
         tracking.attach_report(client, parent, Path(args.out))
-    print(f"report of {len(runs)} runs ({', '.join(f'{v} {k}' for k, v in runs['state'].value_counts().items())}):"
-          f" {page}", flush=True)
+        note = describe.with_report(parent_tags.get(tracking.NOTE_TAG, ""),
+                                    f"`report/report.html` in this run's artifacts ({len(runs)} runs, made "
+                                    f"{header['made']}; also at `{page.resolve()}`)")
+        tracking.describe_run(client, parent, note)
+    print(f"report of {len(runs)} runs ({runs_by_state(runs)}): {page}", flush=True)
     return 0
 
 

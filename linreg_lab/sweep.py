@@ -4,12 +4,14 @@ and the summary table at the end. Hydra calls `SweepCallback` in the launching p
 from __future__ import annotations
 
 import os
+import shlex
 import sys
+from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from linreg_lab import tracking
+from linreg_lab import console, describe, tracking
 from linreg_lab.config import resolve_tracking_uri, sweep_hash
 from linreg_lab.run import SIZE_ENV
 
@@ -22,7 +24,19 @@ SUMMARY_COLUMNS = {
     "metrics.b_error": "b err",
     "metrics.time/total_s": "time s",
 }
-_open: dict[str, str] = {}  # the parent run this process opened: uri, experiment_id, run_id
+_open: dict[str, str] = {}  # the parent run this process opened: uri, experiment_id, run_id, command
+
+
+def typed_command() -> str:
+    """The command line that started this sweep, as the user typed it (either entry point)."""
+    prog = "linreg-lab" if Path(sys.argv[0]).name == "linreg-lab" else "python -m linreg_lab.run"
+    return f"{prog} {shlex.join(sys.argv[1:])}".strip()
+
+
+def report_hint(run_id: str) -> str:
+    """The description's report line until a report is made."""
+    return (f"not made yet: `python -m linreg_lab.report --sweep {run_id}` writes report/report.html "
+            "and logs it here, under this run's artifacts `report/`")
 
 
 class SweepCallback(Callback):
@@ -35,16 +49,23 @@ class SweepCallback(Callback):
         overrides = " ".join(task_overrides)
         identity = sweep_hash(task_overrides)
         run_id = tracking.latest_run_with(client, exp_id, "sweep_hash", identity) if config.resume else None
+        command = typed_command()
+        expected = os.environ.get(SIZE_ENV, "?")
         if run_id:
             tracking.reopen_run(client, run_id)
             print(f"resuming sweep: parent run {run_id}", flush=True)
         else:
             tags = {"run_kind": "sweep", "overrides": overrides, "sweep_dir": str(config.hydra.sweep.dir),
-                    "sweep_hash": identity}
+                    "sweep_hash": identity, "command": command}
             run_id = tracking.start_run(client, exp_id, f"sweep {overrides}".strip(), tags)
+        tracking.describe_run(client, run_id, f"**Command:** `{command}`\n\n**Jobs:** {expected}, running.")
         os.environ[tracking.PARENT_ENV] = run_id  # inherited by jobs, local or in worker processes
-        _open.update(uri=uri, experiment_id=exp_id, run_id=run_id)
-        print(f"sweep of {os.environ.get(SIZE_ENV, '?')} jobs, parent run {run_id} in {uri}", flush=True)
+        _open.update(uri=uri, experiment_id=exp_id, run_id=run_id, command=command)
+        print(f"sweep of {expected} jobs, parent run {run_id} in {uri}", flush=True)
+        console.start_sweep(int(expected) if expected.isdigit() else None)
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        console.job_done()  # moves the sweep's bar when the job ran in this process (basic launcher)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         finish_sweep(None)
@@ -57,8 +78,9 @@ def finish_sweep(abandoned: str | None) -> None:
     (FAILED after a job raised, KILLED after a signal)."""
     if not _open:
         return
-    uri, exp_id, run_id = _open["uri"], _open["experiment_id"], _open["run_id"]
+    uri, exp_id, run_id, command = _open["uri"], _open["experiment_id"], _open["run_id"], _open["command"]
     _open.clear()
+    console.end_sweep()
     os.environ.pop(tracking.PARENT_ENV, None)
     client = tracking.connect(uri)
     tracking.reap_orphans(client, exp_id)  # a job whose worker process died (pool, joblib) ends FAILED now
@@ -69,8 +91,12 @@ def finish_sweep(abandoned: str | None) -> None:
     print_summary(rows)
     if failed:
         print("not finished:\n  " + "\n  ".join(failed), flush=True)
-    print(f"open the MLflow UI: {tracking.ui_command(uri)}", flush=True)
+    serve = tracking.ui_command(uri)
+    print(f"open the MLflow UI: {serve + ', then browse to ' if serve else ''}{tracking.ui_link(uri, exp_id)}\n"
+          f"  (the sweep is one row there: its + shows the jobs; the sweep's own page: "
+          f"{tracking.ui_link(uri, exp_id, run_id)})", flush=True)
     expected = os.environ.get(SIZE_ENV, "?")
+    tracking.describe_run(client, run_id, describe.sweep_note(command, rows, expected, report_hint(run_id)))
     status = abandoned or ("FAILED" if failed else "FINISHED")
     error = f"jobs not finished: {', '.join(failed)}. " if failed else ""
     if abandoned:
@@ -79,15 +105,13 @@ def finish_sweep(abandoned: str | None) -> None:
 
 
 def print_summary(rows: list[dict]) -> None:
-    """One line per job: settings (in the name), status, final loss, w/b errors, time."""
-    import pandas as pd
-
+    """One line per job, aligned: settings (in the name), status, final loss, w/b errors, time."""
     if not rows:
         print("no job of this sweep reached the store", flush=True)
         return
     rows = sorted(rows, key=lambda r: r["start_time"])
-    table = pd.DataFrame(rows).reindex(columns=list(SUMMARY_COLUMNS)).rename(columns=SUMMARY_COLUMNS)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"), flush=True)
+    print(console.table([[r.get(key) for key in SUMMARY_COLUMNS] for r in rows], list(SUMMARY_COLUMNS.values())),
+          flush=True)
 
 
 def close_abandoned_sweep(status: str) -> None:

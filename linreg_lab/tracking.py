@@ -24,14 +24,25 @@ PARAMS_PER_CALL = 100
 METRICS_WITH_TAGS = METRICS_PER_CALL - PARAMS_PER_CALL  # metrics in a call that also carries <= 100 tags
 MAX_PARAM_LENGTH = 6000
 PARENT_ENV = "LINREG_LAB_PARENT_RUN_ID"  # the sweep's parent run, handed to every job
+# what the experiment is for: MLflow 3's UI then shows it as model training, not as a GenAI app
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+UI_VIEW = "workflowType=machine_learning"  # the UI's model-training view, not its GenAI one
+NOTE_TAG = "mlflow.note.content"  # a run's description (markdown) in the MLflow UI
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
 _artifact_uris: dict[str, str] = {}  # run id -> artifact URI, for runs this process opened the fast way
 
 
+def ui_link(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The experiment's runs (or one run's page) in the MLflow UI's model-training view: on the tracking
+    server itself, or on `mlflow ui` started with its defaults for a local store."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    page = f"runs/{run_id}" if run_id else "runs"
+    return f"{base}/#/experiments/{experiment_id}/{page}?{UI_VIEW}"
+
+
 def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on this store."""
-    if uri.startswith(("http://", "https://")):
-        return f"open {uri} in a browser"
-    return f"mlflow ui --backend-store-uri {uri}"
+    """The command that serves the MLflow UI for this store ('' for a tracking server: it serves its own)."""
+    return "" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
 
 
 def connect(uri: str) -> MlflowClient:
@@ -57,13 +68,16 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            exp_id = client.create_experiment(name)
+            exp_id = client.create_experiment(name, tags=EXPERIMENT_TAGS)
         except Exception:  # another process created it first
             exp = client.get_experiment_by_name(name)
             if exp is None:
                 raise
     if exp is not None:
         exp_id = exp.experiment_id
+        for key, value in EXPERIMENT_TAGS.items():  # an experiment made before the tag, or by hand
+            if key not in exp.tags:
+                client.set_experiment_tag(exp_id, key, value)
         reap_orphans(client, exp_id)
     _opened[uri, name] = client, exp_id
     return client, exp_id
@@ -177,6 +191,16 @@ def direct(client: MlflowClient, fn, what: str, check=None):
         return None
 
 
+def describe_run(client: MlflowClient, run_id: str, markdown: str) -> None:
+    """Set the run's description, shown on its page in the MLflow UI."""
+    client.set_tag(run_id, NOTE_TAG, markdown)
+
+
+def run_tags(client: MlflowClient, run_id: str) -> dict[str, str]:
+    """Every tag of a run."""
+    return client.get_run(run_id).data.tags
+
+
 def end_run(client: MlflowClient, run_id: str, status: str, error: str | None = None) -> None:
     """Close a run as FINISHED, FAILED or KILLED, with the error message as a tag."""
     if error:
@@ -197,15 +221,15 @@ def param_values(params: dict[str, object]) -> tuple[dict[str, str], dict[str, s
 
 
 def log_metrics(client: MlflowClient, run_id: str, histories: dict[str, tuple[np.ndarray, np.ndarray]],
-                finals: dict[str, float], final_step: int, tags: dict[str, str] | None = None,
-                status: str | None = None) -> None:
-    """Log histories (key -> (steps, values)), final values (at `final_step`) and tags, and end the run
-    with `status` when given. NaN/inf never reach the store (inf would read 1.8e308).
+                finals: dict[str, float], tags: dict[str, str] | None = None, status: str | None = None) -> None:
+    """Log histories (key -> (steps, values)), final values and tags, and end the run with `status` when
+    given. NaN/inf never reach the store (inf would read 1.8e308). A final value is one point at step 0,
+    which MLflow's UI draws as a bar per run, not as a one-point line chart.
 
     On a database store all of it is one transaction (store_sql); elsewhere (a tracking server)
     it goes through log_batch, <= 1000 metrics per call, then set_terminated."""
     series = {key: finite(steps, values) for key, (steps, values) in histories.items()}
-    series.update({key: finite([final_step], [v]) for key, v in finals.items()})
+    series.update({key: finite([0], [v]) for key, v in finals.items()})
     tags = {k: str(v) for k, v in (tags or {}).items()}
     first = [Metric(k, float(v[0]), 0, int(s[0])) for k, (s, v) in series.items() if len(s)]  # for MLflow's checks
     written = fast_write(client, lambda store: store_sql.close_run(store, run_id, series, tags, status),

@@ -9,13 +9,13 @@ catch divergence and draw progress), never once per step.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from linreg_lab import console
 from linreg_lab.analysis import design
 from linreg_lab.data import Dataset
 from linreg_lab.models import GradientModel, loss_scale
@@ -93,17 +93,6 @@ def mark_divergence(losses: torch.Tensor, start: int, end: int, model, diverged_
     diverged_at[fresh] = first[fresh]
 
 
-def show_progress(done: int, steps: int, elapsed: float) -> None:
-    """One-line progress bar with an ETA, redrawn in place on stderr."""
-    frac = done / steps
-    eta = elapsed / frac - elapsed if frac else 0.0
-    bar = "#" * int(30 * frac)
-    sys.stderr.write(f"\r  [{bar:<30}] {done}/{steps} steps, {elapsed:.0f}s, eta {eta:.0f}s")
-    if done == steps:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: int,
           eval_every: int) -> TrainResult:
     """Run `steps` optimizer steps on all replicates, evaluating every `eval_every`; stop early
@@ -116,8 +105,8 @@ def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: 
     evals = evaluation_steps(steps, eval_every) + [-1]  # -1: no evaluation left
     thetas = torch.empty(len(evals) - 1, R, d + 1, device=device, dtype=eval_dtype(device))
     diverged_at = np.zeros(R, dtype=np.int64)
-    k, interrupted, done, begun = 0, None, 0, 0
-    start = drawn = time.perf_counter()
+    k, interrupted, done, begun, bar = 0, None, 0, 0, None
+    start = time.perf_counter()
     # the chunk's rows live in one buffer, refilled each chunk; the per-step views of it are made once
     part = rows.expand(chunk, -1, -1, -1) if idx is None else rows.new_empty(chunk, R, m, rows.shape[-1])
     batches = model.batches(part)
@@ -137,10 +126,10 @@ def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: 
             mark_divergence(losses, begun, done, model, diverged_at)
             if diverged_at.all():
                 break
-            elapsed = time.perf_counter() - start
-            if elapsed > PROGRESS_AFTER_S and (start + elapsed - drawn > 0.5 or done == steps):
-                show_progress(done, steps, elapsed)
-                drawn = start + elapsed
+            if bar is None and time.perf_counter() - start > PROGRESS_AFTER_S:
+                bar = console.progress(steps, "step")
+            if bar is not None:
+                bar.update(done - bar.n)
         if done == steps == evals[k]:
             model.snapshot(thetas[k])
             k += 1
@@ -149,6 +138,9 @@ def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: 
         if done > begun:
             losses[begun:done] = model.losses(done - begun)
             mark_divergence(losses, begun, done, model, diverged_at)
+    finally:
+        if bar is not None:
+            bar.close()
     scale = loss_scale(model.cfg.loss)
     test = QuadraticLoss(data.X_test, data.y_test, scale)(thetas[:k])
     full = QuadraticLoss(data.X, data.y, scale)(thetas[:k])

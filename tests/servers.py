@@ -1,6 +1,7 @@
-"""Real services for the tests: an `mlflow server` on a free loopback port, and PostgreSQL.
+"""Real services for the tests: an `mlflow server` or `mlflow ui` on a free loopback port, PostgreSQL, and
+Debian's Chromium for the browser tests.
 
-Both are started by the fixtures themselves (PostgreSQL is installed from Debian's packages
+They are started by the fixtures themselves (PostgreSQL and Chromium are installed from Debian's packages
 when the machine has none), on 127.0.0.1 only, and stopped at the end.
 """
 
@@ -98,17 +99,50 @@ def mlflow_server(workdir: Path, backend_uri: str):
         server.stop()
 
 
-def postgres_bin() -> Path:
-    """Folder of PostgreSQL's server programs, installing Debian's postgresql when there is none."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+def debian_program(pattern: str, package: str) -> Path:
+    """The newest program matching `pattern`, installing Debian's `package` when there is none."""
+    found = sorted(glob.glob(pattern))
     if not found and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], check=True, capture_output=True, env=env)
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        subprocess.run(["apt-get", "install", "-y", "-q", package], check=True, capture_output=True, env=env)
+        found = sorted(glob.glob(pattern))
     if not found:
-        raise RuntimeError("PostgreSQL is not installed and apt-get could not install it")
-    return Path(found[-1]).parent
+        raise RuntimeError(f"{pattern} is not installed and apt-get could not install Debian's {package}")
+    return Path(found[-1])
+
+
+def postgres_bin() -> Path:
+    """Folder of PostgreSQL's server programs, installing Debian's postgresql when there is none."""
+    return debian_program("/usr/lib/postgresql/*/bin/initdb", "postgresql").parent
+
+
+def chromium_bin() -> Path:
+    """Debian's Chromium, installed when the machine has none (Playwright's own download is not used)."""
+    return debian_program("/usr/bin/chromium", "chromium")
+
+
+@contextmanager
+def mlflow_ui(workdir: Path, command: str, port: int):
+    """`command` (an `mlflow ui ...` line as the harness prints it) on 127.0.0.1:`port`, until the block ends."""
+    log = open(workdir / f"ui-{port}.log", "a")
+    proc = subprocess.Popen([*command.split(), "--host", "127.0.0.1", "--port", str(port)], cwd=workdir,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mlflow ui exited: {(workdir / f'ui-{port}.log').read_text()[-2000:]}")
+            return http_ok(f"http://127.0.0.1:{port}/health")
+
+        wait_until(up, 120, "mlflow ui")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @contextmanager

@@ -232,7 +232,7 @@ def test_new_sqlite_store_from_the_template_equals_mlflows_own(tmp_path: Path,
     assert tables[0] == tables[1] and len(tables[0]["schema"]) > 50 and tables[0]["experiments"] == [(0, "Default")]
     client, exp_id = tracking.open_experiment(uri, "template")
     run_id = tracking.start_run(client, exp_id, "r", {"run_kind": "job"}, params={"lr": 0.1})
-    tracking.log_metrics(client, run_id, {"train/loss": (np.arange(1, 4), np.array([3.0, 2.0, 1.0]))}, {}, 3,
+    tracking.log_metrics(client, run_id, {"train/loss": (np.arange(1, 4), np.array([3.0, 2.0, 1.0]))}, {},
                          status="FINISHED")
     assert [m.value for m in client.get_metric_history(run_id, "train/loss")] == [3.0, 2.0, 1.0]
     kept = (tmp_path / "copied" / "mlflow.db").read_bytes()

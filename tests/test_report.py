@@ -25,7 +25,7 @@ def report(cwd: Path, uri: str, *args: str, script: bool = False) -> subprocess.
 
 def section(page: str, heading: str) -> str:
     """The HTML between a heading and the next one."""
-    return page.split(heading, 1)[1].split("<h2>", 1)[0]
+    return re.split(rf"<h2[^>]*>{re.escape(heading)}[^<]*</h2>", page, maxsplit=1)[1].split("<h2", 1)[0]
 
 
 def sweep(tmp_path: Path, *args: str, ok: bool = True) -> str:
@@ -49,8 +49,8 @@ def test_report_of_one_run(tmp_path: Path) -> None:
     assert not any(k.endswith(("_var", "_se")) for k in run.data.metrics if k.startswith(("est/", "pred/")))
     best = section(page, "Each optimizer at its best learning rate")
     row = dict(zip(re.findall(r"<th>(.*?)</th>", best), re.findall(r"<td>(.*?)</td>", best)))
-    assert row["est_w_var"] == row["est_w_bias2"] == row["w_sd_replicates"] == "—"  # no variance of 0 from one sample
-    assert row["est_w_mse"] not in ("—", "0")
+    assert row["variance of ŵ"] == row["bias² of ŵ"] == row["sd of ŵ over replicates"] == "—"  # none from one sample
+    assert row["MSE of ŵ"] not in ("—", "0")
 
 
 def test_mission_report_shows_the_trade_off_and_opens_with_findings(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_mission_report_shows_the_trade_off_and_opens_with_findings(tmp_path: Pa
     out = report(tmp_path, uri)
     assert out.returncode == 0, out.stderr[-3000:]
     page = (tmp_path / "out" / "report.html").read_text()
-    assert page.index("<h2>Findings</h2>") < page.index("<img")
+    assert page.index("<h2 id='findings'>Findings</h2>") < page.index("<img")
     assert section(page, "Findings").count("<li>") >= 3
     for name in ("bias_and_variance_of_w", "bias_and_variance_of_predictions"):
         assert (tmp_path / "out" / f"{name}.png").stat().st_size > 5000
@@ -72,7 +72,7 @@ def test_mission_report_shows_the_trade_off_and_opens_with_findings(tmp_path: Pa
     best = section(page, "Each optimizer at its best learning rate")
     assert best.count(" ± ") >= 6  # bias^2, variance and mse of w with their standard errors, per optimizer
     ttt = section(page, "Time to target")
-    assert "best learning rate (under its name)" in ttt
+    assert "best learning rate (beside its name)" in ttt
 
 
 def test_tutorial_table_lists_only_preset_runs(tmp_path: Path) -> None:
@@ -151,6 +151,22 @@ def test_strings_from_the_store_stay_inert(tmp_path: Path) -> None:
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
+def test_tables_read_with_units_and_four_digits_and_long_ones_fold() -> None:
+    from linreg_lab.report import OPEN_ROWS, render_html
+
+    runs = pd.DataFrame({"run_name": [f"r{i}" for i in range(OPEN_ROWS + 1)], "lr": 0.1,
+                         "train/full_loss": [1 / 3 + i for i in range(OPEN_ROWS + 1)], "replicates": 8})
+    header = {"command": "python -m linreg_lab.run -m lr=0.1", "MLflow UI": "http://127.0.0.1:5000/#/x",
+              "git commit": "<b>abc</b>"}
+    page = render_html("t", header, [], [("Short", runs.head(2)), ("Long", runs)], ["a finding"])
+    short, long = section(page, "Short"), section(page, "Long")
+    assert "<details>" not in short and "<th>final loss (train set)</th>" in short
+    assert "<td>0.3333</td>" in short and "<td>8</td>" in short and "0.333333" not in page  # 4 digits, ints whole
+    assert long.startswith("\n<details><summary>13 rows") and long.count("<tr>") == OPEN_ROWS + 1  # every row, folded
+    assert '<a href="http://127.0.0.1:5000/#/x">' in page and "&lt;b&gt;abc&lt;/b&gt;" in page
+    assert page.index("<nav>") < page.index("id='findings'") and "href='#long'" in page
+
+
 def test_more_than_1000_runs_all_count(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client, exp_id = tracking.open_experiment(uri, "linreg_lab")
@@ -188,7 +204,7 @@ def test_study_presets_declare_their_sweeps_and_report(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     best = section((tmp_path / "out" / "report.html").read_text(), "Each optimizer at its best learning rate")
     assert all(f"<td>{o}</td>" in best for o in ("sgd", "momentum", "rmsprop", "adam"))
-    assert "w_sd_replicates" in best
+    assert "sd of ŵ over replicates" in best
 
 
 def test_wall_time_of_many_runs_is_drawn_per_optimizer() -> None:
