@@ -81,6 +81,8 @@ def test_mlflow_ui_opens_the_sweep_in_the_model_training_view(mission, browser, 
     (parent,) = [r for r in runs if r.data.tags["run_kind"] == "sweep"]
     jobs = sorted(r.info.run_name for r in runs if r.data.tags["run_kind"] == "job")
     assert len(jobs) == 4
+    job = next(r for r in runs if r.data.tags["run_kind"] == "job")
+    assert [m.step for m in client.get_metric_history(job.info.run_id, "w_error/l2")] == [0]  # finals at step 0
     port = free_port()
     with mlflow_ui(cwd, command, port) as base, page_of(browser, screenshots(tmp_path)) as (page, _):
         page.goto(link.replace(tracking.LOCAL_UI, base))
@@ -99,6 +101,9 @@ def test_mlflow_ui_opens_the_sweep_in_the_model_training_view(mission, browser, 
         lines = page.locator(".js-plotly-plot path.js-line").evaluate_all(
             "ps => ps.map(p => (p.getAttribute('d') || '').split(/[LM]/).length)")
         assert sum(n > 10 for n in lines) >= 4, lines  # each job's curve drawn with many points
+        page.get_by_placeholder("Search metric charts").fill("w_error/l2")  # a final value: a bar per job
+        page.locator(".js-plotly-plot .barlayer .point").nth(3).wait_for(timeout=30_000)
+        assert page.locator(".js-plotly-plot path.js-line").count() == 0
         # the sweep's own page: its description says what the sweep found and where the report is
         page.goto(tracking.ui_link(uri, exp.experiment_id, parent.info.run_id).replace(tracking.LOCAL_UI, base))
         best = page.get_by_text("Best run per optimizer")
