@@ -89,7 +89,7 @@ def table_html(table: pd.DataFrame) -> str:
     """The table, escaped; past OPEN_ROWS rows folded in a <details> that says how many."""
     if not len(table):
         return "<p><em>nothing to show</em></p>"
-    body = readable(table).to_html(index=False, escape=True, na_rep="—", border=0)
+    body = f"<div class='wide'>{readable(table).to_html(index=False, escape=True, na_rep='—', border=0)}</div>"
     if len(table) <= OPEN_ROWS:
         return body
     return f"<details><summary>{len(table)} rows: show</summary>{body}</details>"
@@ -103,7 +103,7 @@ STYLE = ("body{font-family:system-ui,sans-serif;font-size:14px;max-width:1180px;
          "nav ol{display:flex;flex-wrap:wrap;gap:2px 18px;padding:0;margin:.4em 0;list-style:none;font-size:13px}"
          "figure{margin:0}img{max-width:100%;max-height:560px}figcaption{font-size:14px;color:#333;max-width:900px}"
          "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
-         "td{text-align:right;white-space:nowrap}th{background:#f4f4f4}summary{cursor:pointer;color:#0645ad}")
+         ".wide{overflow-x:auto;max-width:100%}td{text-align:right;white-space:nowrap}th{background:#f4f4f4}summary{cursor:pointer;color:#0645ad}")
 
 
 def render_html(title: str, header: dict[str, str], figures: list[tuple[str, Path | None, str]],

@@ -133,6 +133,7 @@ def test_report_page_shows_findings_and_the_first_figure_on_the_first_screen(mis
         for where in (page.locator("#findings"), page.locator("#findings + ul li").first, images.first):
             box = where.bounding_box()
             assert box and box["y"] < SCREEN["height"] and box["y"] + min(box["height"], 100) <= SCREEN["height"], box
+        assert page.evaluate("document.documentElement.scrollWidth") <= SCREEN["width"]  # wide tables scroll inside
         assert page.locator("nav a").count() >= 10
         page.locator("nav a", has_text="All runs").click()
         assert page.evaluate("location.hash") == "#all-runs"
