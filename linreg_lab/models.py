@@ -19,7 +19,7 @@ import torch
 
 from linreg_lab.analysis import least_squares
 from linreg_lab.config import ClosedFormConfig, GradientModelConfig, GridConfig, Init, Loss, Reduction, SGDConfig
-from linreg_lab.optimizers import FusedUpdate, OptimizerConfig, build_torch_optimizer, build_update
+from linreg_lab.optimizers import OptimizerConfig, build_torch_optimizer, build_update
 
 
 def loss_scale(loss: Loss) -> float:
@@ -163,8 +163,8 @@ class ManualModel(GradientModel):
     """Hand-derived gradients, no autograd. A row is a = (x, 1, y) and theta = (w, b, -1), so the
     residuals r = a . theta = x.w + b - y of a whole batch are one batched product, and the
     gradient k r^T A with A = [X, 1] another (r read as a row: the same memory); plain SGD folds
-    its update into that second product, the other optimizers are one fused kernel over theta
-    (the -1's gradient is kept at zero, so it never moves). A step's record is its residuals: the
+    its update into that second product, the other optimizers update the view of theta that
+    holds (w, b) (the -1 never moves). A step's record is its residuals: the
     chunk's losses come from them in one operation."""
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor, cfg: GradientModelConfig, lr: float, opt: OptimizerConfig):
@@ -177,11 +177,8 @@ class ManualModel(GradientModel):
         self.grad = full_grad[:, :, :self.p]
         # plain SGD: theta -= lr k r^T A in one product
         self.fused = isinstance(opt, SGDConfig) and not opt.momentum and not opt.weight_decay
-        if not self.fused and FusedUpdate.supports(opt, w.device):
-            self.update = FusedUpdate(lr, opt, self.theta, full_grad, (self.free, self.grad))
-        else:
-            python_update = build_update(lr, opt)
-            self.update = lambda: python_update(0, self.free, self.grad)
+        update = build_update(lr, opt)  # on the parameters' view: the -1 and its zero gradient stay out
+        self.update = lambda: update(0, self.free, self.grad)
         self.k = 0.0
 
     def rows(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

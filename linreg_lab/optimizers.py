@@ -3,9 +3,8 @@
 `build_torch_optimizer` serves the `linear` model. The hand-written `Update`s serve
 `scratch` and `manual`: they follow torch.optim's documented algorithms line by line
 (weight decay added to the gradient, Adam's bias corrections, RMSprop's eps outside
-the square root) and a test checks them against torch.optim to 1e-6. `FusedUpdate` runs
-the same algorithms as the single kernels behind torch.optim's `fused=True`, for the
-`manual` model's one contiguous parameter tensor; tests check it against torch.optim too.
+the square root) in torch's public in-place ops, and tests check them against torch.optim
+to 1e-6, also on the `manual` model's one contiguous parameter tensor.
 """
 
 from __future__ import annotations
@@ -17,6 +16,14 @@ import torch
 from linreg_lab.config import AdamConfig, RMSpropConfig, SGDConfig
 
 OptimizerConfig = SGDConfig | RMSpropConfig | AdamConfig
+
+
+def state(store: dict[int, torch.Tensor], i: int, like: torch.Tensor) -> torch.Tensor:
+    """The state tensor of parameter i, zeros on its first step (made once, not every step)."""
+    found = store.get(i)
+    if found is None:
+        found = store[i] = torch.zeros_like(like)
+    return found
 
 
 def _torch_sgd(params, lr: float, cfg: SGDConfig) -> torch.optim.Optimizer:
@@ -80,16 +87,16 @@ class RMSpropUpdate:
         c = self.cfg
         if c.weight_decay:
             g = g + c.weight_decay * p
-        sq = self.square_avg.setdefault(i, torch.zeros_like(p))
+        sq = state(self.square_avg, i, p)
         sq.mul_(c.alpha).addcmul_(g, g, value=1 - c.alpha)
         if c.centered:
-            ga = self.grad_avg.setdefault(i, torch.zeros_like(p))
+            ga = state(self.grad_avg, i, p)
             ga.lerp_(g, 1 - c.alpha)
             avg = (sq - ga * ga).sqrt_().add_(c.eps)
         else:
             avg = sq.sqrt().add_(c.eps)
         if c.momentum > 0:
-            buf = self.buf.setdefault(i, torch.zeros_like(p))
+            buf = state(self.buf, i, p)
             buf.mul_(c.momentum).addcdiv_(g, avg)
             p.add_(buf, alpha=-self.lr)
         else:
@@ -111,76 +118,16 @@ class AdamUpdate:
         beta1, beta2 = c.betas
         if c.weight_decay:
             g = g + c.weight_decay * p
-        m = self.m.setdefault(i, torch.zeros_like(p))
-        v = self.v.setdefault(i, torch.zeros_like(p))
+        m = state(self.m, i, p)
+        v = state(self.v, i, p)
         t = self.t[i] = self.t.get(i, 0) + 1
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         if c.amsgrad:
             v = self.v_max[i] = torch.maximum(self.v_max.get(i, v), v)
         bias2_sqrt = (1 - beta2**t) ** 0.5
-        denom = (v.sqrt() / bias2_sqrt).add_(c.eps)
+        denom = v.sqrt().div_(bias2_sqrt).add_(c.eps)
         p.addcdiv_(m, denom, value=-self.lr / (1 - beta1**t))
-
-
-class FusedUpdate:
-    """One optimizer step as one of torch's fused kernels (what torch.optim runs with fused=True),
-    called directly on one contiguous tensor `p` and its gradient buffer `g`, with none of
-    torch.optim's per-step Python around it. Entries whose gradient stays zero never move (the
-    manual model keeps a constant there); so weight decay, which would move them, is added to the
-    gradient of the `decayed` entries (views of p and g) before the kernel, as torch.optim does.
-
-    SGD (every option) and Adam (every option) are their own kernels. RMSprop without centering or
-    momentum is Adam with beta1 = 0 (the first moment is the gradient itself), beta2 = alpha and no
-    bias correction: Adam's kernel with its step count held where alpha**t is 0."""
-
-    HELD_STEP = 1e12  # alpha**1e12 == 0 for alpha <= MAX_ALPHA: both bias corrections are exactly 1
-    MAX_ALPHA = 0.9999  # alpha**1e12 < 1e-43000, far past underflow; closer to 1 keeps the Python update
-
-    def __init__(self, lr: float, cfg: OptimizerConfig, p: torch.Tensor, g: torch.Tensor,
-                 decayed: tuple[torch.Tensor, torch.Tensor]):
-        self.p, self.g, self.decayed, self.wd = [p], [g], decayed, cfg.weight_decay
-        self.sgd, self.counted = isinstance(cfg, SGDConfig), isinstance(cfg, AdamConfig)
-        self.first = True
-        if self.sgd:
-            self.buf = [torch.empty_like(p)] if cfg.momentum else []
-            self.kwargs = dict(weight_decay=0.0, momentum=cfg.momentum, lr=lr, dampening=cfg.dampening,
-                               nesterov=cfg.nesterov, maximize=False)
-            return
-        self.m, self.v = [torch.zeros_like(p)], [torch.zeros_like(p)]
-        step_dtype = torch.float32  # torch.optim's own dtype for a fused optimizer's step
-        if isinstance(cfg, AdamConfig):
-            self.steps = [torch.zeros((), dtype=step_dtype, device=p.device)]
-            self.one = torch.ones((), dtype=step_dtype, device=p.device)  # adding a tensor: 2.5 us, a number: 6.6
-            self.v_max = [torch.zeros_like(p)] if cfg.amsgrad else []
-            self.kwargs = dict(lr=lr, beta1=cfg.betas[0], beta2=cfg.betas[1], weight_decay=0.0, eps=cfg.eps,
-                               amsgrad=cfg.amsgrad, maximize=False)
-        else:
-            self.steps = [torch.full((), self.HELD_STEP, dtype=step_dtype, device=p.device)]
-            self.v_max = []
-            self.kwargs = dict(lr=lr, beta1=0.0, beta2=cfg.alpha, weight_decay=0.0, eps=cfg.eps, amsgrad=False,
-                               maximize=False)
-
-    @staticmethod
-    def supports(cfg: OptimizerConfig, device: torch.device) -> bool:
-        """Whether a kernel runs this optimizer here: CPU or CUDA, and RMSprop only in its plain form."""
-        if device.type not in ("cpu", "cuda"):
-            return False
-        if isinstance(cfg, RMSpropConfig):
-            return not cfg.centered and not cfg.momentum and cfg.alpha <= FusedUpdate.MAX_ALPHA
-        return True
-
-    def __call__(self) -> None:
-        if self.wd:
-            p, g = self.decayed
-            g.add_(p, alpha=self.wd)
-        if self.sgd:
-            torch._fused_sgd_(self.p, self.g, self.buf, is_first_step=self.first and bool(self.buf), **self.kwargs)
-            self.first = False
-            return
-        if self.counted:
-            self.steps[0].add_(self.one)
-        torch._fused_adam_(self.p, self.g, self.m, self.v, self.v_max, self.steps, **self.kwargs)
 
 
 UPDATES: dict[str, Callable] = {
