@@ -8,7 +8,6 @@ dataclasses and rejects values that are well-typed but meaningless (lr <= 0, ...
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -18,7 +17,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
@@ -370,29 +368,12 @@ def config_hash(params: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@functools.cache
-def yaml_dumper() -> type:
-    """OmegaConf's YAML dumper (its representers: strings that would read back as another type are
-    quoted) on libyaml's emitter where PyYAML has it: the text of OmegaConf.to_yaml in ~1.2 ms, not ~4."""
-    from omegaconf._utils import get_omega_conf_dumper
+def config_yaml(cfg) -> str:
+    """The resolved config's YAML, as OmegaConf writes it (strings that would read back as another type are
+    quoted). Here, not in run.py: joblib pickles run.py's task by value when it runs as __main__."""
+    from omegaconf import OmegaConf
 
-    base = get_omega_conf_dumper()
-    if not getattr(yaml, "__with_libyaml__", False):
-        return base
-
-    class Dumper(yaml.CDumper):
-        pass
-
-    for kind, representer in base.yaml_representers.items():
-        if representer is not yaml.CDumper.yaml_representers.get(kind):
-            Dumper.add_representer(kind, representer)
-    return Dumper
-
-
-def config_yaml(container: dict) -> str:
-    """OmegaConf.to_yaml(cfg, resolve=True) from cfg's resolved container (made once for params too). Here,
-    not in run.py: joblib pickles run.py's task by value when it runs as __main__, and this cache with it."""
-    return yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=yaml_dumper())
+    return OmegaConf.to_yaml(cfg, resolve=True)
 
 
 def sweep_hash(overrides: list[str]) -> str:

@@ -63,7 +63,7 @@ def job_context(cfg: DictConfig, tracking_uri: str, overrides: list[str], **extr
 
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     params = flatten(container)
-    return job.JobContext(tracking_uri=tracking_uri, params=params, config_yaml=config_yaml(container),
+    return job.JobContext(tracking_uri=tracking_uri, params=params, config_yaml=config_yaml(cfg),
                           overrides=overrides, config_hash=config_hash(params), **extra)
 
 
