@@ -50,7 +50,7 @@ def tidy_runs(rows: list[dict]) -> pd.DataFrame:
     df["preset"] = df["preset"].where(~df["preset"].isin(["None", "null", ""]))  # a run without a preset has none
     df["weight_decay"] = df["weight_decay"].fillna(df["model_weight_decay"])
     df["optimizer"] = df["optimizer"].where(~df["model"].isin(["closed_form", "grid"]), df["model"])  # solvers
-    df["tags.theory"] = df["tags.theory"].fillna("none")
+    df["tags.theory"] = df["tags.theory"].astype(object).fillna("none")  # all-NaN (float) when no run has it
     metric_cols = [c for c in df.columns if ("/" in c and not c.startswith("tags.")) or c in METRICS]
     for col in metric_cols:
         df[col] = pd.to_numeric(df[col], errors="coerce").where(lambda v: v.abs() < HUGE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,14 @@ def test_installed_wheel_finds_its_configs(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(wheels), str(ROOT)], check=True, capture_output=True)
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
+    # the dependencies from this interpreter's own site-packages (a venv's, when the suite runs in one), after
+    # the new venv's own; a .pth line only extends sys.path, so the editable install's finder stays out
+    own = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    new_site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    Path(new_site, "outer_site_packages.pth").write_text("\n".join(own) + "\n")
     subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", *wheels.glob("*.whl")], check=True,
                    capture_output=True)
     work = tmp_path / "elsewhere"

@@ -14,6 +14,7 @@ from tests.conftest import ROOT
 COVERED_ELSEWHERE = {  # a command's start -> where it is exercised instead (too slow, or a server)
     "pip install -q torch": ".ci/run runs this test command verbatim (checked below)",
     "pip install torch": "the install step: the same commands as the test command's, without -q and [dev]",
+    "python3 -m venv .venv": ".ci/run makes the suite's virtual environment with this very line (checked below)",
     "mlflow ui ": "tests/test_browser.py starts it on the quickstart's store and drives it in Chromium",
     "scripts/mlflow_server.sh": "tests/test_server.py starts it (SQLite and PostgreSQL backends)",
     "MLFLOW_TRACKING_URI=http://": "tests/test_server.py runs sweeps against that server",
@@ -31,8 +32,10 @@ def readme_commands() -> list[str]:
 def test_readme_is_a_manual_of_at_most_250_lines() -> None:
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 250
+    ci = (ROOT / ".ci" / "run").read_text()
     test_command = next(c for c in readme_commands() if c.endswith("python -m pytest -q"))
-    assert test_command in (ROOT / ".ci" / "run").read_text()  # what the README promises is what CI runs
+    venv = next(c for c in readme_commands() if c.startswith("python3 -m venv"))
+    assert test_command in ci and venv in ci  # what the README promises is what CI runs, in a venv as there
 
 
 def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
