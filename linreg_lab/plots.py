@@ -247,8 +247,9 @@ def draw_quantity(ax, by_x, key: str, color, name: str, kind: str):
     mean, se = by_x[key].mean().dropna(), by_x[key + "_se"].agg(mean_se).fillna(0.0)
     shown = mean > 0
     mean, se = mean[shown], se.reindex(mean.index)[shown]
-    ax.errorbar(mean.index, mean, yerr=[np.minimum(se, 0.9 * mean), se], color=color, marker="o", ms=4, lw=1,
-                capsize=2, label=name)
+    # plain arrays: matplotlib reads a one-point Series through float(), which pandas deprecates
+    ax.errorbar(mean.index.to_numpy(), mean.to_numpy(), yerr=np.stack([np.minimum(se, 0.9 * mean), se]),
+                color=color, marker="o", ms=4, lw=1, capsize=2, label=name)
     theory = by_x["theory/" + key].mean().dropna()
     ax.set_yscale("log")
     y_range(ax, mean.to_numpy(), theory.to_numpy())

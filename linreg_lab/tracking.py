@@ -160,8 +160,10 @@ def open_fast(store, experiment_id: str, name: str, tags: dict[str, str], params
 def fast_write(client: MlflowClient, write, metrics=(), params=(), tags: dict[str, str] | None = None):
     """write(store) on a database store, after MLflow's own checks of the keys and values; None when the
     store is not a database or the write failed (rolled back): the caller then uses the MLflow API."""
-    from mlflow.utils.validation import _validate_batch_log_data
-
+    try:
+        from mlflow.utils.validation import _validate_batch_log_data
+    except ImportError:  # an MLflow without it: its API checks the same things
+        return None
     return direct(client, write, "write", lambda: _validate_batch_log_data(
         list(metrics), list(params), [RunTag(k, str(v)) for k, v in (tags or {}).items()]))
 
@@ -174,21 +176,30 @@ def fast_read(client: MlflowClient, read):
 
 def direct(client: MlflowClient, fn, what: str, check=None):
     """fn(store) on a database store (after check(), whose errors are the caller's); None when the store
-    is not a database or a database error rolled fn back, with a one-line notice. A database error is
-    SQLAlchemy's, MLflow's wrapping of one, or the driver's own (store_sql reads some rows through it)."""
-    from mlflow.exceptions import MlflowException
-    from sqlalchemy.exc import SQLAlchemyError
-
-    store = store_sql.database_store(client)
+    is not a database, or when the direct path failed in any way (a schema or an MLflow whose internals
+    differ: the write is rolled back), said once per process and kind; the caller then uses MLflow's API."""
+    try:
+        store = store_sql.database_store(client)
+    except Exception as err:  # an MLflow whose store is reached differently
+        return direct_failed(what, err)
     if store is None:
         return None
     if check is not None:
         check()
     try:
         return fn(store)
-    except (SQLAlchemyError, MlflowException, store.engine.dialect.loaded_dbapi.Error) as err:  # a schema that differs
-        print(f"linreg_lab: direct store {what} failed ({type(err).__name__}); using MLflow's API", file=sys.stderr)
-        return None
+    except Exception as err:
+        return direct_failed(what, err)
+
+
+_said: set[tuple[str, type]] = set()  # each kind of direct-path failure is said once per process
+
+
+def direct_failed(what: str, err: Exception) -> None:
+    if (what, type(err)) not in _said:
+        _said.add((what, type(err)))
+        print(f"linreg_lab: direct store {what} failed ({type(err).__name__}: {str(err)[:200]}); using MLflow's "
+              "API", file=sys.stderr)
 
 
 def describe_run(client: MlflowClient, run_id: str, markdown: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from linreg_lab.console import table
 from tests.conftest import run_cli
 
-SLOW = ["model=manual", "batch_size=full", "steps=150000", "replicates=1"]  # ~3 s of training: past the 2 s mark
+SLOW = ["model=manual", "batch_size=full", "steps=400000", "replicates=1"]  # ~5 s of training, well past 2 s
 
 
 def on_terminal(args: list[str], cwd: Path, uri: str) -> str:
@@ -49,7 +49,7 @@ def on_terminal(args: list[str], cwd: Path, uri: str) -> str:
 
 def test_bars_are_drawn_on_a_terminal(tmp_path: Path) -> None:
     out = on_terminal(["-m", *SLOW, "seed=0,1"], tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert re.search(r"\d+%\|.*\| *\d+/150000 \[", out), out[-2000:]  # the job's bar: steps of 150000
+    assert re.search(r"\d+%\|.*\| *\d+/400000 \[", out), out[-2000:]  # the job's bar: steps of 400000
     assert re.search(r"sweep: +\d+%\|.*\| *[012]/2 \[", out), out[-2000:]  # the sweep's bar: jobs of 2
     assert "[2/2] manual-sgd" in out
 

@@ -298,4 +298,4 @@ def test_listing_and_histories_fall_back_to_mlflow_when_the_direct_read_fails(
         client, [job_runs(store)[0].info.run_id], ["train/loss"])
     assert [r["run_id"] for r in got[0]] == [r["run_id"] for r in expected[0]] and len(got[1]) == 40
     assert sorted(got[1]) == sorted(expected[1])
-    assert capsys.readouterr().err.count("direct store read failed (OperationalError)") == 2
+    assert capsys.readouterr().err.count("direct store read failed (OperationalError: ") == 1  # once a process
