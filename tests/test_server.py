@@ -55,7 +55,9 @@ def test_sweep_over_http_reads_back_through_the_rest_api(tmp_path: Path) -> None
             assert run["info"]["status"] == "FINISHED" and t["mlflow.parentRunId"] == parent["info"]["run_id"]
             params = {p["key"]: p["value"] for p in run["data"]["params"]}
             assert params["steps"] == "300" and params["optimizer.name"] in ("sgd", "adam")
-            history = server.get("/api/2.0/mlflow/metrics/get-history", run_id=run_id, metric_key="train/loss")
+            # max_results: without it, an MLflow 3.10 server answers with an empty first page and a page token
+            history = server.get("/api/2.0/mlflow/metrics/get-history", run_id=run_id, metric_key="train/loss",
+                                 max_results=1000)
             assert sorted(m["step"] for m in history["metrics"]) == list(range(1, 301))
             files = {f["path"] for f in server.get("/api/2.0/mlflow/artifacts/list", run_id=run_id)["files"]}
             assert {"config.yaml", "data.npz", "curve.csv"} <= files
