@@ -52,11 +52,9 @@ def cell(value, digits: int = 4) -> str:
     and text as they are."""
     if isinstance(value, str):
         return value
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "—"
-    if float(value).is_integer() and abs(value) < 1e6:
+    if value is not None and np.isfinite(value) and float(value).is_integer() and abs(value) < 1e6:
         return str(int(value))
-    return f"{value:.{digits}g}"
+    return num(value, digits)
 
 
 def readable(table: pd.DataFrame) -> pd.DataFrame:

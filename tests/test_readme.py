@@ -14,7 +14,8 @@ from tests.conftest import ROOT
 COVERED_ELSEWHERE = {  # a command's start -> where it is exercised instead (too slow, or a server)
     "pip install -q torch": ".ci/run runs this test command verbatim (checked below)",
     "pip install torch": "the install step: the same commands as the test command's, without -q and [dev]",
-    "python3 -m venv .venv": ".ci/run makes the suite's virtual environment with this very line (checked below)",
+    "python3 -m venv .venv": ".ci/run makes its virtual environments with these very lines (checked below)",
+    "python -m pytest -q -p no:cacheprovider": ".ci/run, in the floor venv (checked below)",
     "mlflow ui ": "tests/test_browser.py starts it on the quickstart's store and drives it in Chromium",
     "scripts/mlflow_server.sh": "tests/test_server.py starts it (SQLite and PostgreSQL backends)",
     "MLFLOW_TRACKING_URI=http://": "tests/test_server.py runs sweeps against that server",
@@ -34,8 +35,9 @@ def test_readme_is_a_manual_of_at_most_250_lines() -> None:
     assert len(text.splitlines()) <= 250
     ci = (ROOT / ".ci" / "run").read_text()
     test_command = next(c for c in readme_commands() if c.endswith("python -m pytest -q"))
-    venv = next(c for c in readme_commands() if c.startswith("python3 -m venv"))
-    assert test_command in ci and venv in ci  # what the README promises is what CI runs, in a venv as there
+    ci_lines = [c for c in readme_commands() if c.startswith(("python3 -m venv", "pip install -q", "python -m pytest"))]
+    assert test_command in ci and len(ci_lines) >= 4  # the suite and the floor run, in their venvs
+    assert all(line in ci for line in ci_lines), [line for line in ci_lines if line not in ci]
 
 
 def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
