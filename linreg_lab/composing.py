@@ -12,22 +12,26 @@ parsed once per process (Hydra's ANTLR parser takes ~0.4 ms an override).
 from __future__ import annotations
 
 import copy
-import io
+import itertools
 import os
 import pickle
 from collections.abc import Callable
 
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 GROUPS = ("data", "model", "optimizer", "experiment")  # linreg_lab's config groups (conf/<group>/)
 
 
-def is_plain(o: Override) -> bool:
-    """key=value on a config key: applied after composition, so it can be applied to a copy."""
-    return (o.key_or_group not in GROUPS and not o.is_hydra_override() and not o.is_sweep_override()
-            and not (o.is_add() or o.is_delete() or o.is_force_add() or o.package))
+def is_plain(o: Override, groups=GROUPS) -> bool:
+    """key=value on a config key, not on a config group in `groups`: Hydra applies it after composition,
+    so it can be applied to a copy."""
+    key = o.key_or_group
+    return (key not in groups and key.replace(".", "/") not in groups and not o.is_hydra_override()
+            and not o.is_sweep_override() and not (o.is_add() or o.is_delete() or o.is_force_add() or o.package))
 
 
 def apply_plain(cfg: DictConfig, plain: list[Override]) -> None:
@@ -54,78 +58,34 @@ def pickle_copy(cfg: DictConfig) -> DictConfig:
     return pickle.loads(pickle.dumps(cfg, pickle.HIGHEST_PROTOCOL))
 
 
-class _SharingPickler(pickle.Pickler):
-    """Pickles every node but `shared`, which it writes as a reference (see copy_without)."""
-
-    def __init__(self, file, shared) -> None:
-        super().__init__(file, pickle.HIGHEST_PROTOCOL)
-        self.shared = shared
-
-    def persistent_id(self, obj):
-        return "shared" if obj is self.shared else None
-
-
-class _SharingUnpickler(pickle.Unpickler):
-    def __init__(self, file, shared) -> None:
-        super().__init__(file)
-        self.shared = shared
-
-    def persistent_load(self, pid):
-        return self.shared
-
-
-def copy_without(cfg: DictConfig, key: str) -> DictConfig:
-    """A `pickle_copy` of `cfg` less its node `key`, which is neither copied nor changed: a job's config
-    less its hydra node (most of it) in ~2 ms, where deepcopy then delete takes ~10 (a 2-CPU machine)."""
-    node = cfg._get_node(key)
-    buf = io.BytesIO()
-    _SharingPickler(buf, node).dump(cfg)
-    buf.seek(0)
-    out = _SharingUnpickler(buf, node).load()  # the copy holds `node` itself: only its entry is removed
-    with read_write(out), open_dict(out):
-        del out[key]
-    return out
-
-
 class CachedComposer:
     """compose(overrides) by cache: `base_compose(rest)` runs once per distinct `rest`, the
-    overrides that are not plain; each call applies its plain ones to a copy (deepcopy, or
-    `pickle_copy` where the configs stay in this process)."""
+    overrides that are not plain (on `groups`); each call applies its plain ones to a copy (deepcopy,
+    or `pickle_copy` when `pickled`). Where applying them fails (a key the config lacks, a value of
+    the wrong type), the job is composed whole by `base_compose`, which says so Hydra's way."""
 
-    def __init__(self, base_compose: Callable[[list[str]], DictConfig], pickled: bool = False) -> None:
+    def __init__(self, base_compose: Callable[[list[str]], DictConfig], pickled: bool = False,
+                 groups=GROUPS) -> None:
         self.base_compose = base_compose
         self.pickled = pickled
+        self.groups = groups
         self.cache: dict[tuple[str, ...], DictConfig] = {}
 
     def __call__(self, overrides: list[str]) -> tuple[DictConfig, list[Override]]:
         parsed = parse(overrides)
-        plain = [o for o in parsed if is_plain(o)]
-        rest = tuple(line for line, o in zip(overrides, parsed) if not is_plain(o))
+        plain = [o for o in parsed if is_plain(o, self.groups)]
+        rest = tuple(line for line, o in zip(overrides, parsed) if not is_plain(o, self.groups))
         if rest not in self.cache:
             self.cache[rest] = self.base_compose(list(rest))
         cfg = (pickle_copy if self.pickled else copy.deepcopy)(self.cache[rest])
-        apply_plain(cfg, plain)
+        try:
+            apply_plain(cfg, plain)
+        except Exception:
+            return self.base_compose(list(overrides)), parsed
         return cfg, parsed
 
 
 _SWEEP_COMPOSERS: dict[tuple, CachedComposer] = {}  # per process: survives joblib's per-task unpickling
-_pickled_sweep_copies = False  # True in a process whose job configs are never pickled (a pool worker)
-
-
-def sweep_configs_stay_here() -> None:
-    """Called in a process that never pickles a job's config (a forked pool worker): from now on the
-    sweep's compositions are copied with `pickle_copy`, and its jobs run without Hydra's copies (pool)."""
-    global _pickled_sweep_copies
-    _pickled_sweep_copies = True
-    for composer in _SWEEP_COMPOSERS.values():
-        composer.pickled = True
-
-
-def sweep_configs_stay() -> bool:
-    """Whether sweep_configs_stay_here was called in this process."""
-    return _pickled_sweep_copies
-
-
 _last_command: tuple[DictConfig | None, tuple] = (None, ())  # the latest master config and its command_key
 
 
@@ -141,33 +101,82 @@ def command_key(master_config: DictConfig) -> tuple:
     return _last_command[1]
 
 
-class CachingConfigLoader:
-    """Wraps Hydra's ConfigLoader: `load_sweep_config` composes once per distinct non-plain
-    overrides and fills in what Hydra derives from a job's overrides (hydra.overrides.task,
-    hydra.job.override_dirname). Everything else is delegated to the wrapped loader."""
+def override_dirname(task: list[Override], kv_sep: str, item_sep: str, exclude_keys) -> str:
+    """hydra.job.override_dirname as Hydra documents it: the task overrides less `exclude_keys`, sorted,
+    joined by item_sep, with kv_sep for '='."""
+    lines = sorted(o.input_line for o in task if o.key_or_group not in exclude_keys)
+    return item_sep.join(lines).replace("=", kv_sep)
 
-    def __init__(self, loader) -> None:
+
+def group_paths(loader: ConfigLoader, parent: str = "") -> set[str]:
+    """Every config group the loader knows (nested ones as a/b)."""
+    out = set()
+    for name in loader.list_groups(parent):
+        path = f"{parent}/{name}" if parent else name
+        out |= {path} | group_paths(loader, path)
+    return out
+
+
+class CachingConfigLoader(ConfigLoader):
+    """Hydra's ConfigLoader, whose `load_sweep_config` composes once per distinct overrides that are not
+    plain values (config group choices, hydra keys, +/~ edits, taken from the wrapped loader's own
+    list of groups) and fills in what Hydra derives from a job's overrides (hydra.overrides.task,
+    hydra.job.override_dirname). Everything else is the wrapped loader's."""
+
+    def __init__(self, loader: ConfigLoader) -> None:
         self.loader = loader
+        self.groups: set[str] | None = None
 
-    def __getattr__(self, name: str):
-        if name == "loader":  # while unpickling, before __dict__ is set
-            raise AttributeError(name)
-        return getattr(self.loader, name)
+    def load_configuration(self, config_name, overrides, run_mode, from_shell=True, validate_sweep_overrides=True):
+        return self.loader.load_configuration(config_name, overrides, run_mode, from_shell=from_shell,
+                                              validate_sweep_overrides=validate_sweep_overrides)
+
+    def get_search_path(self):
+        return self.loader.get_search_path()
+
+    def get_sources(self):
+        return self.loader.get_sources()
+
+    def list_groups(self, parent_name: str):
+        return self.loader.list_groups(parent_name)
+
+    def get_group_options(self, group_name, results_filter=ObjectType.CONFIG, config_name=None, overrides=None):
+        return self.loader.get_group_options(group_name, results_filter, config_name, overrides)
+
+    def compute_defaults_list(self, config_name, overrides, run_mode):
+        return self.loader.compute_defaults_list(config_name, overrides, run_mode)
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        from hydra._internal.config_loader_impl import get_overrides_dirname
-
+        if self.groups is None:
+            self.groups = group_paths(self.loader)
         key = (*command_key(master_config), os.getcwd())
         if key not in _SWEEP_COMPOSERS:
             if len(_SWEEP_COMPOSERS) > 16:
                 _SWEEP_COMPOSERS.clear()
             _SWEEP_COMPOSERS[key] = CachedComposer(lambda rest: self.loader.load_sweep_config(master_config, rest),
-                                                   pickled=_pickled_sweep_copies)
+                                                   groups=self.groups)
         cfg, parsed = _SWEEP_COMPOSERS[key](list(sweep_overrides))
         task = [o for o in parsed if not o.is_hydra_override()]
         names = cfg.hydra.job.config.override_dirname
         with open_dict(cfg.hydra):
             cfg.hydra.overrides.task = [o.input_line for o in task]
-            cfg.hydra.job.override_dirname = get_overrides_dirname(
-                overrides=task, kv_sep=names.kv_sep, item_sep=names.item_sep, exclude_keys=list(names.exclude_keys))
+            cfg.hydra.job.override_dirname = override_dirname(task, names.kv_sep, names.item_sep,
+                                                              list(names.exclude_keys))
         return cfg
+
+
+def sweep_jobs(parsed: list[Override]) -> list[list[str]]:
+    """Every job of a sweep, as its override strings, in Hydra's basic sweeper's order: the cartesian
+    product of each key's values, keys in their first order, a later override of a key replacing an
+    earlier one (the command line over hydra.sweeper.params)."""
+    choices: dict[str, list[str]] = {}
+    for o in parsed:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            choices[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            choices[key] = [f"{key}={value}" for value in o.sweep_string_iterator()]
+        else:
+            raise ValueError(f"{o.input_line}: the cached_basic sweeper takes lists and ranges "
+                             "(choice(...), a,b, range(...)), not interval sweeps")
+    return [list(job) for job in itertools.product(*choices.values())]

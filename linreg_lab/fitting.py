@@ -14,8 +14,7 @@ from linreg_lab.data import Dataset, batch_indices, make_dataset, noise_moments,
 from linreg_lab.models import affine, build_model, closed_form, grid_search, init_params, loss_scale, mean_loss
 from linreg_lab.train import train
 
-HISTORY_POINTS = 5000  # train/loss is logged at every step up to this many steps, thinned above
-BAND_POINTS = 200  # train/loss_p10 and _p90 (R > 1): a band needs no more points than this
+BAND_POINTS = 100  # train/loss_p10 and _p90 (R > 1): a band needs no more points than this
 
 
 @dataclass
@@ -67,11 +66,9 @@ def thinned(count: int, points: int) -> np.ndarray:
 
 
 def loss_histories(res, replicated: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """train/loss (every step up to HISTORY_POINTS, thinned above), quantiles (BAND_POINTS), test and
-    full-data losses."""
+    """train/loss (every step), quantiles (BAND_POINTS), test and full-data losses."""
     steps = np.arange(1, len(res.train_loss) + 1)
-    keep = thinned(len(steps), HISTORY_POINTS)
-    out = {"train/loss": history(steps[keep], res.train_loss[keep]),
+    out = {"train/loss": history(steps, res.train_loss),
            "test/loss": history(res.eval_steps, res.test_loss),
            "train/full_loss": history(res.eval_steps, res.full_loss)}
     if replicated:

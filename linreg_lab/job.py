@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from linreg_lab import console, tracking
+from linreg_lab import console, curves, tracking
 from linreg_lab.config import ConfigError, RunConfig
 from linreg_lab.data import Dataset
 from linreg_lab.fitting import Fit, fit_gradient, fit_solver, load_data, score
@@ -77,8 +77,9 @@ def git_commit() -> str | None:
 
 
 def write_artifacts(cfg: RunConfig, ctx: JobContext, data: Dataset, fit: Fit, out: Path) -> None:
-    """config.yaml, data.npz, curve.csv, replicates.npz, and the pictures for one-feature data."""
+    """config.yaml, data.npz, curves.npz, curve.csv, replicates.npz, and the pictures for one-feature data."""
     (out / "config.yaml").write_text(ctx.config_yaml)
+    curves.save(out / curves.ARTIFACT, fit.histories)
     one = cfg.replicates == 1  # a single replicate keeps the tutorials' shapes: X (n, d), w_init (d,)
     pick = (lambda a: a[0]) if one else (lambda a: a)
     np.savez(out / "data.npz", X=pick(data.X.cpu().numpy()), y=pick(data.y.cpu().numpy()),

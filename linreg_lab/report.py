@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         what = f"sweep {parent}" if parent else f"experiment {args.experiment!r}"
         print(f"linreg_lab report: error: {what} has no job runs", file=sys.stderr)
         return 1
-    hist = tidy_histories(tracking.metric_histories(client, list(runs["run_id"]), HISTORY_KEYS), runs)
+    hist = tidy_histories(tracking.metric_histories(client, list(zip(runs["run_id"], runs["artifact_uri"])),
+                                                  HISTORY_KEYS), runs)
     title = f"linreg_lab report: {tracking.run_info(client, parent)[1] if parent else args.experiment}"
     header = page_header(runs, uri, tracking.ui_link(uri, exp_id), parent_tags)
     page = build(runs, hist, Path(args.out), title, header)

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import logging
+import os
+import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
-from linreg_lab import store_sql
+from linreg_lab import curves
 from linreg_lab.lifecycle import owner_alive, owner_id
 
 METRICS_PER_CALL = 1000  # MLflow's log_batch limits
@@ -29,7 +32,7 @@ EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 UI_VIEW = "workflowType=machine_learning"  # the UI's model-training view, not its GenAI one
 NOTE_TAG = "mlflow.note.content"  # a run's description (markdown) in the MLflow UI
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
-_artifact_uris: dict[str, str] = {}  # run id -> artifact URI, for runs this process opened the fast way
+_artifact_uris: dict[str, str] = {}  # run id -> artifact URI, of runs this process opened
 
 
 def ui_link(uri: str, experiment_id: str, run_id: str | None = None) -> str:
@@ -46,14 +49,13 @@ def ui_command(uri: str) -> str:
 
 
 def connect(uri: str) -> MlflowClient:
-    """A client on the store at `uri`; a new SQLite store starts as a copy of the template (store_sql)."""
-    template = store_sql.seed_sqlite(uri)
-    client = MlflowClient(tracking_uri=uri)
-    if template is not None:
-        store = store_sql.database_store(client)  # MLflow makes the store here
-        if store is not None:
-            store_sql.save_template(store, template)
-    return client
+    """A client on the store at `uri`. For a SQLite store, MLflow keeps no idle connection open
+    (MLFLOW_SQLALCHEMYSTORE_POOLCLASS=NullPool unless set): the pool launcher's workers are forked
+    from a process that has used the store, and a connection must never cross a fork."""
+    if uri.startswith("sqlite:"):
+        os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # its engine and migration notes
+    return MlflowClient(tracking_uri=uri)
 
 
 _opened: dict[tuple[str, str], tuple[MlflowClient, str]] = {}  # (uri, experiment) -> (client, id), per process
@@ -81,11 +83,6 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
         reap_orphans(client, exp_id)
     _opened[uri, name] = client, exp_id
     return client, exp_id
-
-
-def after_fork() -> None:
-    """In a forked child: leave the parent's database connections alone and open new ones."""
-    store_sql.after_fork()
 
 
 def reap_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
@@ -139,67 +136,15 @@ def start_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[st
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     values, too_long = param_values(params or {})
-    run_id = fast_write(client, lambda store: open_fast(store, experiment_id, name, tags, values),
-                        params=[Param(k, v) for k, v in values.items()], tags=tags)
-    if run_id is None:
-        run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-        items = [Param(k, v) for k, v in values.items()]
-        for i in range(0, len(items), PARAMS_PER_CALL):
-            client.log_batch(run_id, params=items[i:i + PARAMS_PER_CALL])
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    run_id = run.info.run_id
+    _artifact_uris[run_id] = run.info.artifact_uri
+    items = [Param(k, v) for k, v in values.items()]
+    for i in range(0, len(items), PARAMS_PER_CALL):
+        client.log_batch(run_id, params=items[i:i + PARAMS_PER_CALL])
     if too_long:
         client.log_text(run_id, json.dumps(too_long, indent=1), "long_params.json")
     return run_id
-
-
-def open_fast(store, experiment_id: str, name: str, tags: dict[str, str], params: dict[str, str]) -> str:
-    run_id, artifact_uri = store_sql.open_run(store, experiment_id, name, tags, params)
-    _artifact_uris[run_id] = artifact_uri
-    return run_id
-
-
-def fast_write(client: MlflowClient, write, metrics=(), params=(), tags: dict[str, str] | None = None):
-    """write(store) on a database store, after MLflow's own checks of the keys and values; None when the
-    store is not a database or the write failed (rolled back): the caller then uses the MLflow API."""
-    try:
-        from mlflow.utils.validation import _validate_batch_log_data
-    except ImportError:  # an MLflow without it: its API checks the same things
-        return None
-    return direct(client, write, "write", lambda: _validate_batch_log_data(
-        list(metrics), list(params), [RunTag(k, str(v)) for k, v in (tags or {}).items()]))
-
-
-def fast_read(client: MlflowClient, read):
-    """read(store) on a database store; None when the store is not a database or the read failed (a
-    schema that differs): the caller then uses the MLflow API."""
-    return direct(client, read, "read")
-
-
-def direct(client: MlflowClient, fn, what: str, check=None):
-    """fn(store) on a database store (after check(), whose errors are the caller's); None when the store
-    is not a database, or when the direct path failed in any way (a schema or an MLflow whose internals
-    differ: the write is rolled back), said once per process and kind; the caller then uses MLflow's API."""
-    try:
-        store = store_sql.database_store(client)
-    except Exception as err:  # an MLflow whose store is reached differently
-        return direct_failed(what, err)
-    if store is None:
-        return None
-    if check is not None:
-        check()
-    try:
-        return fn(store)
-    except Exception as err:
-        return direct_failed(what, err)
-
-
-_said: set[tuple[str, type]] = set()  # each kind of direct-path failure is said once per process
-
-
-def direct_failed(what: str, err: Exception) -> None:
-    if (what, type(err)) not in _said:
-        _said.add((what, type(err)))
-        print(f"linreg_lab: direct store {what} failed ({type(err).__name__}: {str(err)[:200]}); using MLflow's "
-              "API", file=sys.stderr)
 
 
 def describe_run(client: MlflowClient, run_id: str, markdown: str) -> None:
@@ -233,42 +178,28 @@ def param_values(params: dict[str, object]) -> tuple[dict[str, str], dict[str, s
 
 def log_metrics(client: MlflowClient, run_id: str, histories: dict[str, tuple[np.ndarray, np.ndarray]],
                 finals: dict[str, float], tags: dict[str, str] | None = None, status: str | None = None) -> None:
-    """Log histories (key -> (steps, values)), final values and tags, and end the run with `status` when
-    given. NaN/inf never reach the store (inf would read 1.8e308). A final value is one point at step 0,
-    which MLflow's UI draws as a bar per run, not as a one-point line chart.
-
-    On a database store all of it is one transaction (store_sql); elsewhere (a tracking server)
-    it goes through log_batch, <= 1000 metrics per call, then set_terminated."""
-    series = {key: finite(steps, values) for key, (steps, values) in histories.items()}
-    series.update({key: finite([0], [v]) for key, v in finals.items()})
-    tags = {k: str(v) for k, v in (tags or {}).items()}
-    first = [Metric(k, float(v[0]), 0, int(s[0])) for k, (s, v) in series.items() if len(s)]  # for MLflow's checks
-    written = fast_write(client, lambda store: store_sql.close_run(store, run_id, series, tags, status),
-                         metrics=first, tags=tags)
-    if written is not None:
-        return
+    """Log histories (key -> (steps, values)) as curves.logged keeps them (finite points, at most
+    curves.LOGGED_POINTS each: the run's curves.npz has them all), final values and tags, in as few
+    log_batch calls as MLflow's limits allow, then end the run with `status` when given. NaN/inf never
+    reach the store (inf would read 1.8e308). A final value is one point at step 0, which MLflow's UI
+    draws as a bar per run, not as a one-point line chart."""
+    series = {key: curves.logged(steps, values) for key, (steps, values) in histories.items()}
+    series.update({key: curves.logged([0], [v]) for key, v in finals.items()})
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, s) for k, (steps, values) in series.items()
                for s, v in zip(steps.tolist(), values.tolist())]
-    run_tags = [RunTag(k, v) for k, v in tags.items()]
+    run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
     for i in range(0, max(len(metrics), 1), METRICS_WITH_TAGS):
         client.log_batch(run_id, metrics=metrics[i:i + METRICS_WITH_TAGS], tags=run_tags if i == 0 else [])
     if status:
         client.set_terminated(run_id, status)
 
 
-def finite(steps, values) -> tuple[np.ndarray, np.ndarray]:
-    """(steps as int64, values as float64) where the value is finite."""
-    values = np.asarray(values, dtype=np.float64)
-    ok = np.isfinite(values)
-    return np.asarray(steps, dtype=np.int64)[ok], values[ok]
-
-
 def artifact_dir(client: MlflowClient, run_id: str) -> Path | None:
     """The run's artifact folder when it is on this machine (created), so artifacts are written in place;
     None for a remote artifact store (write elsewhere, then log_artifacts)."""
     uri = _artifact_uris.pop(run_id, None) or client.get_run(run_id).info.artifact_uri
-    path = store_sql.local_path(uri)
+    path = local_path(uri)
     if path is None:
         return None
     Path(path).mkdir(parents=True, exist_ok=True)
@@ -282,17 +213,13 @@ def log_artifacts(client: MlflowClient, run_id: str, local_dir: Path) -> None:
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_id: str | None) -> list[dict]:
     """Every job run nested under `parent_id`, or every job run of the experiment when it is None
-    (all pages), as flat dicts of info, params, metrics and tags; read straight from a database
-    store's tables (store_sql.runs_tagged: 1000 runs in ~0.4 s instead of ~3.5 s)."""
+    (all pages), as flat dicts of info (run_id, run_name, status, start_time, artifact_uri), params.*,
+    metrics.* (latest values) and tags.*."""
     tag, value = ("mlflow.parentRunId", parent_id) if parent_id else ("run_kind", "job")
-    rows = fast_read(client, lambda store: store_sql.runs_tagged(store, experiment_id, tag, value))
-    if rows is not None:
-        return rows
-    where = f"tags.`{tag}` = '{value}'"
     rows = []
-    for run in search_all(client, experiment_id, where):
+    for run in search_all(client, experiment_id, f"tags.`{tag}` = '{value}'"):
         row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
-               "start_time": run.info.start_time}
+               "start_time": run.info.start_time, "artifact_uri": run.info.artifact_uri}
         row.update({f"params.{k}": v for k, v in run.data.params.items()})
         row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
         row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
@@ -319,13 +246,50 @@ def run_info(client: MlflowClient, run_id: str) -> tuple[str, str]:
     return run.info.experiment_id, run.info.run_name
 
 
-def metric_histories(client: MlflowClient, run_ids: list[str], keys: list[str]) -> list[tuple[str, str, int, float]]:
-    """(run_id, key, step, value) for every point of `keys` in every run."""
-    rows = fast_read(client, lambda store: store_sql.histories(store, run_ids, keys))
-    if rows is not None:
-        return rows
-    return [(run_id, key, m.step, m.value) for run_id in run_ids for key in keys
-            for m in client.get_metric_history(run_id, key)]
+def metric_histories(client: MlflowClient, runs: list[tuple[str, str]], keys: list[str],
+                     resolution: str = "logged") -> list[tuple[str, str, int, float]]:
+    """(run_id, key, step, value) for every point of `keys` in every (run id, artifact URI): read from the
+    run's curves.npz, all its points ("full") or those MLflow holds ("logged", curves.logged of them);
+    a run without that artifact is read from MLflow (get_metric_history: what it holds)."""
+    if resolution not in ("logged", "full"):
+        raise ValueError(f"resolution={resolution!r}: allowed are 'logged' and 'full'")
+    out = []
+    with tempfile.TemporaryDirectory(prefix="linreg_lab-curves-") as tmp:
+        for run_id, artifact_uri in runs:
+            found = read_curves(client, run_id, artifact_uri, keys, Path(tmp))
+            if found is None:
+                out += [(run_id, key, m.step, m.value) for key in keys for m in client.get_metric_history(run_id, key)]
+                continue
+            for key, (steps, values) in found.items():
+                if resolution == "logged":
+                    steps, values = curves.logged(steps, values)
+                out += zip([run_id] * len(steps), [key] * len(steps), steps.tolist(), values.tolist())
+    return out
+
+
+def read_curves(client: MlflowClient, run_id: str, artifact_uri: str, keys: list[str],
+                tmp: Path) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """The run's curves.npz (in place when its artifacts are on this machine, else downloaded), or None."""
+    local = local_path(artifact_uri or "")
+    if local is not None:
+        path = Path(local) / curves.ARTIFACT
+        return curves.load(path, keys) if path.is_file() else None
+    try:
+        path = Path(client.download_artifacts(run_id, curves.ARTIFACT, str(tmp)))
+    except Exception:  # MlflowException or an OSError: the run has no such artifact
+        return None
+    try:
+        return curves.load(path, keys)
+    finally:
+        path.unlink()
+
+
+def local_path(artifact_uri: str) -> str | None:
+    """The folder of a local artifact URI (a plain path or file://), else None."""
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme == "file":
+        return parsed.path
+    return artifact_uri if parsed.scheme == "" and artifact_uri else None
 
 
 def attach_report(client: MlflowClient, run_id: str, out_dir: Path) -> None:

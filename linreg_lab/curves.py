@@ -1,0 +1,49 @@
+"""Which points of a curve go where: every point in the run's `curves.npz` artifact, a few hundred in MLflow.
+
+A job's histories (metric key -> (steps, values)) are kept whole in `curves.npz`, one 2 x n array per
+key (row 0 the steps, row 1 the values, NaN and inf included). MLflow gets each history's finite
+points, thinned to at most LOGGED_POINTS: half evenly spaced, half log-spaced (dense at the start,
+where a loss falls fastest), the first and last always kept. MLflow's UI samples long histories
+anyway; what it holds is `logged(...)` of the artifact, so either can be read back as the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+ARTIFACT = "curves.npz"
+LOGGED_POINTS = 200
+
+
+def thinned(count: int, points: int = LOGGED_POINTS) -> np.ndarray:
+    """Indices of at most `points` of `count` points: half linearly, half log-spaced, first and last kept."""
+    if count <= points:
+        return np.arange(count)
+    half = points // 2
+    linear = np.linspace(0, count - 1, half)
+    log = np.geomspace(1, count, half) - 1
+    return np.unique(np.r_[linear, log].round().astype(np.int64))
+
+
+def logged(steps, values) -> tuple[np.ndarray, np.ndarray]:
+    """What MLflow holds of a history: its finite points (NaN/inf never reach the store), thinned."""
+    values = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(values)
+    steps, values = np.asarray(steps, dtype=np.int64)[ok], values[ok]
+    keep = thinned(len(steps))
+    return steps[keep], values[keep]
+
+
+def save(path: Path, histories: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Every point of every history, as `curves.npz` holds them."""
+    np.savez(path, **{key: np.vstack([np.asarray(s, dtype=np.float64), np.asarray(v, dtype=np.float64)])
+                      for key, (s, v) in histories.items()})
+
+
+def load(path: Path, keys: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """key -> (steps, values) from a `curves.npz` file (only `keys` when given, those it has)."""
+    with np.load(path) as npz:
+        return {key: (npz[key][0].astype(np.int64), npz[key][1]) for key in npz.files
+                if keys is None or key in keys}
