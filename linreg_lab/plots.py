@@ -206,7 +206,7 @@ def decomposition(runs, target: str):
         part, chosen = reference_slice(ok, knob, knobs)
         ratios = []
         for name, runs_o in part.groupby("line"):
-            by_x = runs_o.assign(_x=knob_values(runs_o, knob)).groupby("_x")
+            by_x = runs_o.assign(knob_x=knob_values(runs_o, knob)).groupby("knob_x")
             kind = runs_o["tags.theory"].mode().iloc[0]
             for i, (key, label) in enumerate(QUANTITIES[target]):
                 shown, ratio = draw_quantity(axes[i][j], by_x, key, colors[name], name, kind)
@@ -290,7 +290,7 @@ def mark_optimum(ax, part, knob: str, key: str) -> None:
     theory_col = {"weight_decay": "theory/best_weight_decay", "steps": "theory/best_steps"}.get(knob)
     if theory_col is None:
         return
-    means = part.assign(_x=knob_values(part, knob)).groupby("_x")[key].mean().dropna()
+    means = part.assign(knob_x=knob_values(part, knob)).groupby("knob_x")[key].mean().dropna()
     if len(means) > 1:
         ax.axvline(means.idxmin(), color="0.4", ls=":", lw=1.2, label=f"measured optimum {means.idxmin():g}")
     theory = part[theory_col].median()

@@ -253,6 +253,7 @@ def metric_histories(client: MlflowClient, runs: list[tuple[str, str]], keys: li
     a run without that artifact is read from MLflow (get_metric_history: what it holds)."""
     if resolution not in ("logged", "full"):
         raise ValueError(f"resolution={resolution!r}: allowed are 'logged' and 'full'")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # not one bar per run downloaded
     out = []
     with tempfile.TemporaryDirectory(prefix="linreg_lab-curves-") as tmp:
         for run_id, artifact_uri in runs:

@@ -19,6 +19,7 @@ JOBS = [
     ["experiment=bias_variance", "batch_size=full", "data.n_train=40"],
     ["model=manual", "+extra_key=1", "lr=0.2"],  # +key is composed, not copied
     ["optimizer=momentum", "lr=0.3", "hydra.job.config.override_dirname.exclude_keys=[seed]", "seed=1"],
+    ["optimizer=rmsprop", "optimizer.alpha=0.9", "data=linspace_1d", "data.n_train=30"],  # group, then its key
 ]
 
 
@@ -30,20 +31,40 @@ def loaders():
         yield master, hydra_loader, CachingConfigLoader(hydra_loader)
 
 
-@pytest.mark.parametrize("pickled", [False, True], ids=["deepcopy", "pickle-copy (pool workers)"])
-def test_cached_composition_equals_hydras(loaders, pickled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_composition_equals_hydras(loaders, monkeypatch: pytest.MonkeyPatch) -> None:
     master, hydra_loader, cached = loaders
     monkeypatch.setattr(composing, "_SWEEP_COMPOSERS", {})
-    monkeypatch.setattr(composing, "_pickled_sweep_copies", False)
-    if pickled:
-        composing.sweep_configs_stay_here()
     for overrides in JOBS + JOBS:  # the second pass comes from the cache
         expected = hydra_loader.load_sweep_config(master, list(overrides))
         got = cached.load_sweep_config(master, list(overrides))
         assert OmegaConf.to_container(got) == OmegaConf.to_container(expected), overrides
         assert list(got.hydra.overrides.task) == [o for o in overrides if not o.startswith("hydra.")]
         assert OmegaConf.get_type(got, "optimizer") is OmegaConf.get_type(expected, "optimizer")
-    assert [c.pickled for c in composing._SWEEP_COMPOSERS.values()] == [pickled]
+        assert got.hydra.job.override_dirname == expected.hydra.job.override_dirname
+    assert "optimizer" in cached.groups and "hydra/launcher" in cached.groups  # from Hydra's own loader
+
+
+def test_a_value_hydra_would_refuse_is_refused_as_hydra_refuses_it(loaders) -> None:
+    """A plain override the cached copy cannot take is composed Hydra's way: Hydra's own error."""
+    from hydra.errors import ConfigCompositionException
+
+    master, hydra_loader, cached = loaders
+    for bad in (["lr=0.1", "no_such_key=1"], ["optimizer=adam", "optimizer.no_such=2"]):
+        with pytest.raises(ConfigCompositionException) as theirs:
+            hydra_loader.load_sweep_config(master, bad)
+        with pytest.raises(ConfigCompositionException) as ours:
+            cached.load_sweep_config(master, bad)
+        assert str(ours.value) == str(theirs.value)
+
+
+def test_sweep_jobs_are_the_basic_sweepers_product() -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(["lr=0.1,0.2", "seed=range(2)", "optimizer=sgd", "lr=0.3,0.4"])
+    assert composing.sweep_jobs(parsed) == [[f"lr={lr}", f"seed={seed}", "optimizer=sgd"]
+                                            for lr in ("0.3", "0.4") for seed in (0, 1)]
+    with pytest.raises(ValueError, match="not interval sweeps"):
+        composing.sweep_jobs(OverridesParser.create().parse_overrides(["lr=interval(0,1)"]))
 
 
 def test_a_cached_config_is_a_copy(loaders) -> None:
@@ -60,29 +81,6 @@ def test_parsed_overrides_are_not_shared_between_jobs() -> None:
     again = composing.parse(["replicate_over=[data,init]", "lr=0.1"])
     assert again[0].value() == ["data", "init"] and again[1].value() == 0.1
     assert again[0] is not first[0] and again[0].input_line == "replicate_over=[data,init]"
-
-
-def test_copy_without_equals_hydras_copy_and_leaves_the_config_whole(loaders) -> None:
-    """What the pool's workers give the task (composing.copy_without) is what Hydra's run_job gives it:
-    a deep copy less the hydra node; the job's config keeps its very hydra node."""
-    import copy
-
-    from omegaconf import open_dict, read_write
-
-    master, _, cached = loaders
-    config = cached.load_sweep_config(master, ["optimizer=adam", "lr=0.01", "replicate_over=[data,init]"])
-    node = config._get_node("hydra")
-    expected = copy.deepcopy(config)
-    with read_write(expected), open_dict(expected):
-        del expected["hydra"]
-    got = composing.copy_without(config, "hydra")
-    assert "hydra" not in got and OmegaConf.to_container(got) == OmegaConf.to_container(expected)
-    assert OmegaConf.get_type(got) is OmegaConf.get_type(expected) and OmegaConf.is_struct(got)
-    assert OmegaConf.to_object(got) == OmegaConf.to_object(expected)  # the typed config the task checks
-    assert config._get_node("hydra") is node and node._get_parent() is config
-    got.replicate_over.append("order")
-    got.optimizer.eps = 0.5
-    assert list(config.replicate_over) == ["data", "init"] and config.optimizer.eps != 0.5
 
 
 def test_each_command_gets_its_own_compositions() -> None:

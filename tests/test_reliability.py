@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from linreg_lab import store_sql, tracking
+from linreg_lab import curves, tracking
 from tests.conftest import LONG_JOB, all_runs, job_runs, run_cli, run_in_process, start_cli, wait_for
 
 
@@ -39,7 +39,10 @@ def test_divergence_is_a_result_and_the_sweep_goes_on(tmp_path: Path) -> None:
     for key in ("train/loss", "test/loss", "train/full_loss"):
         values = [m.value for m in client.get_metric_history(bad.info.run_id, key)]
         assert np.isfinite(values).all() and (not values or max(np.abs(values)) < 1e300), key
-    assert len(client.get_metric_history(bad.info.run_id, "train/loss")) == bad.data.metrics["diverged_step"] - 1
+    full = curves.load(Path(client.download_artifacts(bad.info.run_id, curves.ARTIFACT, str(tmp_path))))
+    assert np.isfinite(full["train/loss"][1]).sum() == bad.data.metrics["diverged_step"] - 1  # every finite step
+    logged = curves.logged(*full["train/loss"])[0].tolist()
+    assert [m.step for m in client.get_metric_history(bad.info.run_id, "train/loss")] == logged
     assert good.data.metrics["diverged"] == 0 and good.data.tags["outcome"] == "completed"
 
 
@@ -140,46 +143,45 @@ def test_no_active_run_leaks_between_jobs(store: str) -> None:
     assert "mlflow.parentRunId" not in runs[0].data.tags and "mlflow.parentRunId" not in runs[1].data.tags
 
 
-def test_direct_store_write_equals_mlflow_api(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The one-transaction path into the SQL store writes what MLflow's own API writes for the same job."""
-    run_in_process("steps=300", "noise=0.5")
-    with monkeypatch.context() as patched:
-        patched.setattr(store_sql, "database_store", lambda client: None)  # MLflow's API all the way
-        run_in_process("steps=300", "noise=0.5")
-    client = MlflowClient(store)
-    fast, api = sorted(job_runs(store), key=lambda r: r.info.start_time)
-    assert fast.info.status == api.info.status == "FINISHED" and fast.info.end_time and api.info.end_time
-    assert fast.info.run_name == api.info.run_name and fast.info.artifact_uri.endswith(fast.info.run_id + "/artifacts")
-    assert fast.data.params == api.data.params and len(fast.data.params) > 20
-    assert fast.data.tags == api.data.tags
-    assert set(fast.data.metrics) == set(api.data.metrics)
-    untimed = [k for k in fast.data.metrics if not k.startswith(("time/", "ttt/seconds"))]
-    assert {k: fast.data.metrics[k] for k in untimed} == {k: api.data.metrics[k] for k in untimed}
-    for key in ("train/loss", "test/loss", "w_error/l2"):
-        ours, theirs = ([(m.step, m.value) for m in client.get_metric_history(r.info.run_id, key)]
-                        for r in (fast, api))
-        assert sorted(ours) == sorted(theirs) and ours, key
-    ids, keys = [fast.info.run_id, api.info.run_id], ["train/loss", "test/loss", "nothing/such"]
-    bulk = tracking.metric_histories(client, ids, keys)  # the report's one query per 500 runs
-    assert sorted(bulk) == sorted((i, k, m.step, m.value) for i in ids for k in keys
-                                  for m in client.get_metric_history(i, k)) and len(bulk) == 2 * (300 + 101)
-    listed = [sorted(a.path for a in client.list_artifacts(r.info.run_id)) for r in (fast, api)]
-    assert listed[0] == listed[1] == ["config.yaml", "curve.csv", "data.npz", "replicates.npz"]
-
-
-def test_history_complete_when_the_direct_write_fails(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An MLflow whose tables the direct write cannot fill: it rolls back and every point arrives via log_batch."""
-    from sqlalchemy.exc import OperationalError
-
-    def broken(*args, **kwargs):
-        raise OperationalError("INSERT INTO metrics", {}, Exception("no such table: metrics"))
-
-    monkeypatch.setattr(store_sql, "insert_rows", broken)
-    run_in_process("steps=300")
+def test_mlflow_holds_the_logged_points_and_curves_npz_every_point(store: str, tmp_path: Path) -> None:
+    """MLflow holds each curve's first, last and at most LOGGED_POINTS points (curves.logged of the artifact);
+    curves.npz holds every step; the report's reader gives either."""
+    run_in_process("steps=3000", "noise=0.5")
     (run,) = job_runs(store)
-    assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "completed"
-    steps = [m.step for m in MlflowClient(store).get_metric_history(run.info.run_id, "train/loss")]
-    assert sorted(steps) == list(range(1, 301))  # complete and nothing twice: the failed transaction left nothing
+    client, run_id = MlflowClient(store), run.info.run_id
+    full = curves.load(Path(client.download_artifacts(run_id, curves.ARTIFACT, str(tmp_path))))
+    steps, values = full["train/loss"]
+    assert steps.tolist() == list(range(1, 3001)) and np.isfinite(values).all()
+    for key in ("train/loss", "train/loss_p10", "test/loss", "train/full_loss"):
+        logged = client.get_metric_history(run_id, key)
+        expected = curves.logged(*full[key])
+        assert [m.step for m in logged] == expected[0].tolist() and [m.value for m in logged] == expected[1].tolist()
+        assert len(logged) <= curves.LOGGED_POINTS and logged[0].step == full[key][0][0], key
+        assert logged[-1].step == full[key][0][-1], key
+    assert 0.6 * curves.LOGGED_POINTS < len(client.get_metric_history(run_id, "train/loss")) <= curves.LOGGED_POINTS
+    row = (run_id, run.info.artifact_uri)
+    for resolution, expected in (("full", full), ("logged", {k: curves.logged(*v) for k, v in full.items()})):
+        got = tracking.metric_histories(client, [row], ["train/loss", "test/loss", "nothing/such"], resolution)
+        assert sorted(got) == sorted((run_id, k, s, v) for k in ("train/loss", "test/loss")
+                                     for s, v in zip(expected[k][0].tolist(), expected[k][1].tolist()))
+    names = sorted(a.path for a in client.list_artifacts(run_id))
+    assert names == ["config.yaml", "curve.csv", "curves.npz", "data.npz", "replicates.npz"]
+    with pytest.raises(ValueError, match="allowed are 'logged' and 'full'"):
+        tracking.metric_histories(client, [row], ["train/loss"], "all")
+
+
+def test_thinned_keeps_first_and_last_and_is_dense_early() -> None:
+    assert curves.thinned(5).tolist() == [0, 1, 2, 3, 4] and curves.thinned(0).tolist() == []
+    for count in (201, 1000, 10**6):
+        idx = curves.thinned(count)
+        assert idx[0] == 0 and idx[-1] == count - 1 and len(idx) <= curves.LOGGED_POINTS
+        assert (np.diff(idx) > 0).all() and len(idx) > curves.LOGGED_POINTS * 0.6
+    assert {1, 2, 3, 10}.issubset(curves.thinned(10**6).tolist())  # log-spaced: the fast early fall is kept
+
+
+def test_logged_drops_non_finite_points_before_thinning() -> None:
+    steps, values = curves.logged([1, 2, 3, 4], [0.5, np.nan, np.inf, 0.25])
+    assert steps.tolist() == [1, 4] and values.tolist() == [0.5, 0.25]
 
 
 def test_curve_csv_writes_what_np_savetxt_writes(tmp_path: Path) -> None:
@@ -194,108 +196,41 @@ def test_curve_csv_writes_what_np_savetxt_writes(tmp_path: Path) -> None:
     assert (tmp_path / "ours.csv").read_text() == (tmp_path / "numpy.csv").read_text()
 
 
-def test_bulk_history_reads_nan_as_nan(store: str) -> None:
-    """MLflow stores a NaN point as 0 with is_nan set; the report's bulk read gives NaN back, as MLflow does."""
+def test_histories_of_a_run_without_curves_npz_come_from_mlflow(store: str) -> None:
+    """A run logged by hand (no curves.npz) is read through get_metric_history; NaN comes back as NaN."""
     import math
 
     client = MlflowClient(store)
-    run_id = client.create_run(client.create_experiment("nan")).info.run_id
+    run = client.create_run(client.create_experiment("nan"))
     for step, value in enumerate([0.5, float("nan"), 0.25], 1):
-        client.log_metric(run_id, "train/loss_p90", value, step=step)
-    bulk = tracking.metric_histories(client, [run_id], ["train/loss_p90"])
-    api = [m.value for m in client.get_metric_history(run_id, "train/loss_p90")]
-    assert [s for _, _, s, _ in bulk] == [1, 2, 3] and math.isnan(bulk[1][3]) and math.isnan(api[1])
-    assert [v for _, _, _, v in bulk][::2] == api[::2] == [0.5, 0.25]
+        client.log_metric(run.info.run_id, "train/loss_p90", value, step=step)
+    got = tracking.metric_histories(client, [(run.info.run_id, run.info.artifact_uri)], ["train/loss_p90"])
+    assert [s for _, _, s, _ in got] == [1, 2, 3] and math.isnan(got[1][3])
+    assert [v for _, _, _, v in got][::2] == [0.5, 0.25]
 
 
-def test_new_sqlite_store_from_the_template_equals_mlflows_own(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first new store is MLflow's (and becomes the template); the next is a copy of the template, with
-    the same schema and migration version, its own Default experiment, and room for runs."""
-    import sqlite3
+def test_run_listing_equals_search_runs(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """child_runs lists what mlflow.search_runs lists for the same runs: every shared column, NaN where
+    MLflow has NaN, deleted runs left out, nested runs by their parent."""
+    import mlflow
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    made = {}
-    for name in ("mlflows", "copied"):
-        (tmp_path / name).mkdir()
-        monkeypatch.chdir(tmp_path / name)  # MLflow's default artifact root is ./mlruns
-        uri = f"sqlite:///{tmp_path / name / 'mlflow.db'}"
-        assert store_sql.template_file().is_file() == (name == "copied")
-        made[name] = (uri, tracking.connect(uri).get_experiment("0"))
-    uri, default = made["copied"]
-    assert default.name == "Default" and default.artifact_location == str(tmp_path / "copied" / "mlruns" / "0")
-    query = {"schema": "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name",
-             "version": "SELECT version_num FROM alembic_version",
-             "experiments": "SELECT experiment_id, name FROM experiments"}
-    tables = [{k: sqlite3.connect(tmp_path / n / "mlflow.db").execute(q).fetchall() for k, q in query.items()}
-              for n in made]
-    assert tables[0] == tables[1] and len(tables[0]["schema"]) > 50 and tables[0]["experiments"] == [(0, "Default")]
-    client, exp_id = tracking.open_experiment(uri, "template")
-    run_id = tracking.start_run(client, exp_id, "r", {"run_kind": "job"}, params={"lr": 0.1})
-    tracking.log_metrics(client, run_id, {"train/loss": (np.arange(1, 4), np.array([3.0, 2.0, 1.0]))}, {},
-                         status="FINISHED")
-    assert [m.value for m in client.get_metric_history(run_id, "train/loss")] == [3.0, 2.0, 1.0]
-    kept = (tmp_path / "copied" / "mlflow.db").read_bytes()
-    assert store_sql.seed_sqlite(uri) is None and (tmp_path / "copied" / "mlflow.db").read_bytes() == kept
-
-
-def test_new_sqlite_store_without_a_writable_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "cache").write_text("a file, not a folder")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    client = tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert client.get_experiment("0").name == "Default" and not store_sql.template_file().exists()
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left behind
-
-
-def test_direct_run_listing_equals_search_runs(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """child_runs read straight from the tables lists what MLflow's search_runs lists, in the same order."""
     for seed in range(3):
         run_in_process("steps=50", f"seed={seed}")
     client, exp_id = tracking.open_experiment(store, "linreg_lab")
     first = job_runs(store)[0].info.run_id
     client.log_metric(first, "odd/nan", float("nan"))
-    client.delete_run(job_runs(store)[1].info.run_id)  # deleted runs are not listed
+    client.delete_run(job_runs(store)[1].info.run_id)
     client.set_tag(first, "mlflow.parentRunId", "p1")
-    direct = tracking.child_runs(client, exp_id, None)
-    with monkeypatch.context() as patched:
-        patched.setattr(store_sql, "database_store", lambda client: None)
-        api = tracking.child_runs(client, exp_id, None)
-        api_nested = tracking.child_runs(client, exp_id, "p1")
-    assert len(direct) == 2 and [r["run_id"] for r in direct] == [r["run_id"] for r in api]
-    for ours, theirs in zip(direct, api):
-        assert set(ours) == set(theirs) and len(ours) > 60
-        nan = [k for k, v in theirs.items() if v != v]
-        assert nan == [k for k, v in ours.items() if v != v]
-        assert {k: v for k, v in ours.items() if k not in nan} == {k: v for k, v in theirs.items() if k not in nan}
-    assert [r["metrics.odd/nan"] != r["metrics.odd/nan"] for r in direct if r["run_id"] == first] == [True]
-    nested = tracking.child_runs(client, exp_id, "p1")
-    assert [r["run_id"] for r in nested] == [r["run_id"] for r in api_nested] == [first]
-
-
-@pytest.mark.parametrize("driver", [False, True], ids=["sqlalchemy-error", "driver-error"])
-def test_listing_and_histories_fall_back_to_mlflow_when_the_direct_read_fails(
-        store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, driver: bool) -> None:
-    """A database error, as SQLAlchemy raises it or as the driver does (store_sql.histories fetches
-    through the driver), sends the read to MLflow's API."""
-    import sqlite3
-
-    from sqlalchemy.exc import OperationalError
-
-    run_in_process("steps=40")
-    client, exp_id = tracking.open_experiment(store, "linreg_lab")
-    expected = tracking.child_runs(client, exp_id, None), tracking.metric_histories(
-        client, [job_runs(store)[0].info.run_id], ["train/loss"])
-
-    def broken(*args, **kwargs):
-        if driver:
-            raise sqlite3.OperationalError("no such column: runs.name")
-        raise OperationalError("SELECT", {}, Exception("no such column: runs.name"))
-
-    monkeypatch.setattr(store_sql, "runs_tagged", broken)
-    monkeypatch.setattr(store_sql, "histories", broken)
-    got = tracking.child_runs(client, exp_id, None), tracking.metric_histories(
-        client, [job_runs(store)[0].info.run_id], ["train/loss"])
-    assert [r["run_id"] for r in got[0]] == [r["run_id"] for r in expected[0]] and len(got[1]) == 40
-    assert sorted(got[1]) == sorted(expected[1])
-    assert capsys.readouterr().err.count("direct store read failed (OperationalError: ") == 1  # once a process
+    rows = tracking.child_runs(client, exp_id, None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    frame = mlflow.search_runs([exp_id], "tags.run_kind = 'job'")
+    assert [r["run_id"] for r in rows] == frame["run_id"].tolist() and len(rows) == 2
+    for row, (_, theirs) in zip(rows, frame.iterrows()):
+        shared = [c for c in row if c in frame.columns]
+        assert len(shared) > 60 and row["artifact_uri"] == theirs["artifact_uri"]
+        for col in shared:
+            if col.startswith(("params.", "metrics.", "tags.")):
+                mine, want = row[col], theirs[col]
+                assert (mine != mine and want != want) or mine == want, col
+    assert [r["metrics.odd/nan"] != r["metrics.odd/nan"] for r in rows if r["run_id"] == first] == [True]
+    assert [r["run_id"] for r in tracking.child_runs(client, exp_id, "p1")] == [first]
