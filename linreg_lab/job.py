@@ -29,6 +29,7 @@ class JobContext:
     config_hash: str = ""
     parent_run_id: str | None = None
     label: str = ""  # "[3/4]" inside a sweep
+    sweep_dir: str | None = None  # inside a sweep: finds the parent where LINREG_LAB_PARENT_RUN_ID did not arrive
 
 
 def pick_device(name: str) -> torch.device:
@@ -140,9 +141,10 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
         if done:
             console.say(f"{ctx.label}{name}: already FINISHED as run {done}, skipped (resume=true)")
             return {}
+    # a worker of a cluster started on its own (Ray, SLURM) may not inherit the launching process's environment
+    parent = ctx.parent_run_id or (tracking.running_sweep(client, exp_id, ctx.sweep_dir) if ctx.sweep_dir else None)
     # params go in with the run: a failed run still says what it was
-    run_id = tracking.start_run(client, exp_id, name, job_tags(cfg, ctx, device), ctx.parent_run_id,
-                                params=ctx.params)
+    run_id = tracking.start_run(client, exp_id, name, job_tags(cfg, ctx, device), parent, params=ctx.params)
     try:
         fit, finals = fit_and_log(cfg, ctx, client, run_id, device, start)
     except KeyboardInterrupt as err:

@@ -37,17 +37,16 @@ def run_one(launcher, idx: int, overrides: list[str]) -> JobReturn:
                    job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
 
-def portable(ret: JobReturn) -> JobReturn:
-    """The JobReturn as it can cross a process boundary: when it does not pickle (a return value or an
+def portable(ret: JobReturn) -> bytes:
+    """The JobReturn pickled to cross the process boundary; when it does not pickle (a return value or an
     exception that cannot), a copy whose value is a RuntimeError saying what it was."""
     try:
-        pickle.dumps(ret)
-        return ret
+        return pickle.dumps(ret, pickle.HIGHEST_PROTOCOL)
     except Exception as err:
         out = JobReturn(overrides=ret.overrides, working_dir=ret.working_dir, task_name=ret.task_name,
                         status=ret.status)
         out.return_value = RuntimeError(f"the job's result could not be sent back ({type(err).__name__}: {err})")
-        return out
+        return pickle.dumps(out, pickle.HIGHEST_PROTOCOL)
 
 
 def take(taken, count: int) -> int | None:
@@ -121,7 +120,7 @@ def collect(results, procs, count: int) -> dict[int, JobReturn]:
             if not any(p.is_alive() for p in procs) and results.empty():
                 break
             continue
-        done[idx] = ret
+        done[idx] = pickle.loads(ret)
         console.job_done()
     return done
 

@@ -80,7 +80,8 @@ def task(cfg: DictConfig) -> float:
     from linreg_lab import job, tracking  # torch and mlflow load only once the config is known good
 
     ctx = job_context(cfg, resolve_tracking_uri(run_cfg.mlflow.tracking_uri, hc.runtime.cwd), list(hc.overrides.task),
-                      parent_run_id=os.environ.get(tracking.PARENT_ENV) if multirun else None, label=job_label())
+                      parent_run_id=os.environ.get(tracking.PARENT_ENV) if multirun else None, label=job_label(),
+                      sweep_dir=str(hc.sweep.dir) if multirun else None)
     finals = job.run_job(run_cfg, ctx)
     return finals.get("w_error/l2", float("nan"))
 

@@ -52,7 +52,7 @@ class SweepCallback(Callback):
         command = typed_command()
         expected = os.environ.get(SIZE_ENV, "?")
         if run_id:
-            tracking.reopen_run(client, run_id)
+            tracking.reopen_run(client, run_id, {"sweep_dir": str(config.hydra.sweep.dir)})
             print(f"resuming sweep: parent run {run_id}", flush=True)
         else:
             tags = {"run_kind": "sweep", "overrides": overrides, "sweep_dir": str(config.hydra.sweep.dir),

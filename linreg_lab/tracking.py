@@ -122,10 +122,17 @@ def latest_run_with(client: MlflowClient, experiment_id: str, tag: str, value: s
     return runs[0].info.run_id if runs else None
 
 
-def reopen_run(client: MlflowClient, run_id: str) -> None:
-    """Set a closed run RUNNING again, owned by this process (a resumed sweep's parent)."""
+def reopen_run(client: MlflowClient, run_id: str, tags: dict[str, str] | None = None) -> None:
+    """Set a closed run RUNNING again, owned by this process, with `tags` updated (a resumed sweep's parent)."""
     client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-    client.set_tag(run_id, "owner", owner_id())
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in {**(tags or {}), "owner": owner_id()}.items()])
+
+
+def running_sweep(client: MlflowClient, experiment_id: str, sweep_dir: str) -> str | None:
+    """Id of the newest RUNNING sweep parent whose tag sweep_dir is `sweep_dir`, if there is one."""
+    where = f"tags.run_kind = 'sweep' and tags.sweep_dir = '{sweep_dir}' and attributes.status = 'RUNNING'"
+    runs = client.search_runs([experiment_id], where, max_results=1, order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
 
 
 def start_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str],

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.singleton import Singleton
 from mlflow import MlflowClient
 
 from linreg_lab import job, tracking
@@ -17,6 +18,7 @@ from linreg_lab.config import RunConfig, check_config, register_configs, resolve
 from linreg_lab.run import conf_dir, job_context
 
 ROOT = Path(__file__).resolve().parent.parent
+PRISTINE_HYDRA = Singleton.get_state()  # Hydra's global state before any test composed a config (version base...)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from mlflow import MlflowClient
 
+from linreg_lab import curves
 from tests.conftest import ROOT, all_runs, run_cli
 
 MISSION = ["-m", "optimizer=sgd,adam", "lr=0.1,0.01"]
@@ -42,10 +43,12 @@ def test_mission_command(tmp_path: Path) -> None:
         assert {"device", "torch_version", "overrides", "git_commit"} <= set(run.data.tags)
         assert run.data.tags["device"] == "cpu" and "optimizer=" in run.data.tags["overrides"]
         train = client.get_metric_history(run.info.run_id, "train/loss")
-        assert sorted(m.step for m in train) == list(range(1, 1001))  # every step of the 1000
+        assert [m.step for m in train] == curves.logged(np.arange(1, 1001), np.ones(1000))[0].tolist()
+        full = curves.load(Path(client.download_artifacts(run.info.run_id, curves.ARTIFACT, str(tmp_path))))
+        assert full["train/loss"][0].tolist() == list(range(1, 1001))  # every step of the 1000, in curves.npz
         assert len(client.get_metric_history(run.info.run_id, "test/loss")) >= 100
         arts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"config.yaml", "data.npz", "curve.csv"} <= arts
+        assert {"config.yaml", "data.npz", "curve.csv", "curves.npz"} <= arts
         data = np.load(client.download_artifacts(run.info.run_id, "data.npz", str(tmp_path)))
         assert data["X"].shape == (8, 1000, 2) and data["w_init"].shape == (8, 2)  # 8 replicates by default
         w = np.load(client.download_artifacts(run.info.run_id, "replicates.npz", str(tmp_path)))["w"]

@@ -10,15 +10,29 @@ walked by pkgutil; an installed wheel is.)"""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
+from hydra.core.singleton import Singleton
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
-from tests.conftest import ROOT
+from tests.conftest import PRISTINE_HYDRA, ROOT
+
 
 @pytest.fixture(autouse=True)
 def plugins_on_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Apps started in subprocesses import hydra_plugins.linreg_lab_* from this checkout."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def pristine_hydra():
+    """Each suite test starts from Hydra's state before any of our tests ran: our tests compose with
+    version_base="1.3", which Hydra keeps process-wide (the suites' apps expect Hydra's own default)."""
+    saved = Singleton.get_state()
+    Singleton.set_state(copy.deepcopy(PRISTINE_HYDRA))
+    yield
+    Singleton.set_state(saved)
 
 
 @pytest.mark.parametrize("launcher_name, overrides", [
