@@ -44,6 +44,6 @@ def save(path: Path, histories: dict[str, tuple[np.ndarray, np.ndarray]]) -> Non
 
 def load(path: Path, keys: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """key -> (steps, values) from a `curves.npz` file (only `keys` when given, those it has)."""
-    with np.load(path) as npz:
-        return {key: (npz[key][0].astype(np.int64), npz[key][1]) for key in npz.files
-                if keys is None or key in keys}
+    with np.load(path) as npz:  # each npz[key] reads its array from the zip again: once per key
+        arrays = {key: npz[key] for key in npz.files if keys is None or key in keys}
+    return {key: (a[0].astype(np.int64), a[1]) for key, a in arrays.items()}

@@ -142,7 +142,8 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
             console.say(f"{ctx.label}{name}: already FINISHED as run {done}, skipped (resume=true)")
             return {}
     # a worker of a cluster started on its own (Ray, SLURM) may not inherit the launching process's environment
-    parent = ctx.parent_run_id or (tracking.running_sweep(client, exp_id, ctx.sweep_dir) if ctx.sweep_dir else None)
+    parent = ctx.parent_run_id or (tracking.latest_run_with(client, exp_id, "sweep_dir", ctx.sweep_dir, "RUNNING")
+                                   if ctx.sweep_dir else None)
     # params go in with the run: a failed run still says what it was
     run_id = tracking.start_run(client, exp_id, name, job_tags(cfg, ctx, device), parent, params=ctx.params)
     try:

@@ -115,10 +115,11 @@ def finished_run_with(client: MlflowClient, experiment_id: str, tag: str, value:
     return runs[0].info.run_id if runs else None
 
 
-def latest_run_with(client: MlflowClient, experiment_id: str, tag: str, value: str) -> str | None:
-    """Id of the most recent run whose `tag` equals `value`, if there is one."""
-    runs = client.search_runs([experiment_id], f"tags.{tag} = '{value}'", max_results=1,
-                              order_by=["attributes.start_time DESC"])
+def latest_run_with(client: MlflowClient, experiment_id: str, tag: str, value: str,
+                    status: str | None = None) -> str | None:
+    """Id of the most recent run whose `tag` equals `value` (and whose status is `status`, when given)."""
+    where = f"tags.{tag} = '{value}'" + (f" and attributes.status = '{status}'" if status else "")
+    runs = client.search_runs([experiment_id], where, max_results=1, order_by=["attributes.start_time DESC"])
     return runs[0].info.run_id if runs else None
 
 
@@ -127,12 +128,6 @@ def reopen_run(client: MlflowClient, run_id: str, tags: dict[str, str] | None = 
     client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in {**(tags or {}), "owner": owner_id()}.items()])
 
-
-def running_sweep(client: MlflowClient, experiment_id: str, sweep_dir: str) -> str | None:
-    """Id of the newest RUNNING sweep parent whose tag sweep_dir is `sweep_dir`, if there is one."""
-    where = f"tags.run_kind = 'sweep' and tags.sweep_dir = '{sweep_dir}' and attributes.status = 'RUNNING'"
-    runs = client.search_runs([experiment_id], where, max_results=1, order_by=["attributes.start_time DESC"])
-    return runs[0].info.run_id if runs else None
 
 
 def start_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str],

@@ -97,6 +97,15 @@ def start_cli(args: list[str], cwd: Path, uri: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def killed_sweep(sweep: list[str], cwd: Path, uri: str, finished: int) -> int:
+    """Start `sweep`, SIGKILL its launching process once `finished` jobs are FINISHED; the number then FINISHED."""
+    proc = start_cli(sweep, cwd, uri)
+    wait_for(lambda: len(job_runs(uri, "FINISHED")) >= finished, proc, timeout=300)
+    proc.kill()
+    proc.wait(timeout=30)
+    return len(job_runs(uri, "FINISHED"))
+
+
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     """Poll the store until `predicate()` holds (the subprocess must still be alive)."""
     deadline = time.monotonic() + timeout

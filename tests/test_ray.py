@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import all_runs, job_runs, run_cli, start_cli, wait_for
+from tests.conftest import all_runs, job_runs, killed_sweep, run_cli
 
 pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the ray extra is not installed (its own CI venv)")
 
@@ -61,11 +61,7 @@ def test_resume_completes_a_killed_ray_sweep(tmp_path: Path, ray_cluster: str) -
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep = ["-m", "seed=range(8)", "model=manual", "steps=20000", "hydra/launcher=ray",
              f"hydra.launcher.ray.init.address={ray_cluster}"]
-    proc = start_cli(sweep, tmp_path, uri)
-    wait_for(lambda: len(job_runs(uri, "FINISHED")) >= 2, proc, timeout=300)
-    proc.kill()
-    proc.wait(timeout=30)
-    done_before = len(job_runs(uri, "FINISHED"))
+    done_before = killed_sweep(sweep, tmp_path, uri, finished=2)
     assert 2 <= done_before < 8
     out = run_cli([*sweep, "resume=true"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr[-3000:]

@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from linreg_lab import curves, tracking
-from tests.conftest import LONG_JOB, all_runs, job_runs, run_cli, run_in_process, start_cli, wait_for
+from tests.conftest import LONG_JOB, all_runs, job_runs, killed_sweep, run_cli, run_in_process, start_cli, wait_for
 
 
 def training_started(uri: str) -> bool:
@@ -95,11 +95,7 @@ def test_sigkill_orphan_is_marked_failed_by_the_next_command(tmp_path: Path) -> 
 def test_resume_after_sigkill_runs_each_job_exactly_once(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep = ["-m", "seed=range(12)", "model=manual", "steps=30000"]
-    proc = start_cli(sweep, tmp_path, uri)
-    wait_for(lambda: len(job_runs(uri, "FINISHED")) >= 3, proc, timeout=300)
-    proc.kill()
-    proc.wait(timeout=30)
-    done_before = len(job_runs(uri, "FINISHED"))
+    done_before = killed_sweep(sweep, tmp_path, uri, finished=3)
     assert 3 <= done_before < 12
     out = run_cli([*sweep, "resume=true"], tmp_path, {"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr[-3000:]
