@@ -108,13 +108,23 @@ def override_dirname(task: list[Override], kv_sep: str, item_sep: str, exclude_k
     return item_sep.join(lines).replace("=", kv_sep)
 
 
-def group_paths(loader: ConfigLoader, parent: str = "") -> set[str]:
-    """Every config group the loader knows (nested ones as a/b)."""
-    out = set()
-    for name in loader.list_groups(parent):
-        path = f"{parent}/{name}" if parent else name
-        out |= {path} | group_paths(loader, path)
-    return out
+class LoaderGroups:
+    """The config groups a loader knows, as a container: `path in groups` (nested ones as a/b) asks the
+    loader for the groups under the path's parent, once per parent, not for its whole tree."""
+
+    def __init__(self, loader: ConfigLoader) -> None:
+        self.loader = loader
+        self.listed: dict[str, set[str]] = {}
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, str) or not path:
+            return False
+        parent, _, name = path.rpartition("/")
+        if parent and parent not in self:
+            return False
+        if parent not in self.listed:
+            self.listed[parent] = set(self.loader.list_groups(parent))
+        return name in self.listed[parent]
 
 
 class CachingConfigLoader(ConfigLoader):
@@ -125,7 +135,7 @@ class CachingConfigLoader(ConfigLoader):
 
     def __init__(self, loader: ConfigLoader) -> None:
         self.loader = loader
-        self.groups: set[str] | None = None
+        self.groups = LoaderGroups(loader)
 
     def load_configuration(self, config_name, overrides, run_mode, from_shell=True, validate_sweep_overrides=True):
         return self.loader.load_configuration(config_name, overrides, run_mode, from_shell=from_shell,
@@ -147,8 +157,6 @@ class CachingConfigLoader(ConfigLoader):
         return self.loader.compute_defaults_list(config_name, overrides, run_mode)
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        if self.groups is None:
-            self.groups = group_paths(self.loader)
         key = (*command_key(master_config), os.getcwd())
         if key not in _SWEEP_COMPOSERS:
             if len(_SWEEP_COMPOSERS) > 16:

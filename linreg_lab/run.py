@@ -77,9 +77,13 @@ def task(cfg: DictConfig) -> float:
         if multirun:
             raise  # the sweep records this job as failed and goes on
         sys.exit(f"linreg_lab: error: {err}")
-    from linreg_lab import job, tracking  # torch and mlflow load only once the config is known good
+    from linreg_lab import tracking  # mlflow and torch load only once the config is known good
 
-    ctx = job_context(cfg, resolve_tracking_uri(run_cfg.mlflow.tracking_uri, hc.runtime.cwd), list(hc.overrides.task),
+    uri = resolve_tracking_uri(run_cfg.mlflow.tracking_uri, hc.runtime.cwd)
+    tracking.start_creating_store(uri)  # a new store is made while torch loads
+    from linreg_lab import job
+
+    ctx = job_context(cfg, uri, list(hc.overrides.task),
                       parent_run_id=os.environ.get(tracking.PARENT_ENV) if multirun else None, label=job_label(),
                       sweep_dir=str(hc.sweep.dir) if multirun else None)
     finals = job.run_job(run_cfg, ctx)

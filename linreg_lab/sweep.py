@@ -44,6 +44,8 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         uri = resolve_tracking_uri(OmegaConf.select(config, "mlflow.tracking_uri"), config.hydra.runtime.cwd)
+        if tracking.start_creating_store(uri):  # a new store is made meanwhile: load torch, which jobs need anyway
+            import linreg_lab.job  # noqa: F401
         client, exp_id = tracking.open_experiment(uri, config.mlflow.experiment)
         task_overrides = list(config.hydra.overrides.task)
         overrides = " ".join(task_overrides)

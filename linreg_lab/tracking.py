@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -59,6 +62,35 @@ def connect(uri: str) -> MlflowClient:
 
 
 _opened: dict[tuple[str, str], tuple[MlflowClient, str]] = {}  # (uri, experiment) -> (client, id), per process
+_creating: dict[str, multiprocessing.process.BaseProcess] = {}  # uri -> the process making that new store
+
+
+def create_store(uri: str) -> None:
+    """Make the store's tables (MLflow runs its schema migrations on a new database) and return."""
+    connect(uri).search_experiments(max_results=1)
+
+
+def start_creating_store(uri: str) -> multiprocessing.process.BaseProcess | None:
+    """When `uri` is a SQLite file that does not exist yet, start making it in a forked process, so that
+    MLflow's migrations (~1 s) run while this one does other work (loading torch); open_experiment
+    waits for it. Returns that process; for any other store, None: nothing to do."""
+    if not uri.startswith("sqlite:///") or uri in _creating or uri in {u for u, _ in _opened}:
+        return None
+    path = Path(uri[len("sqlite:///"):])
+    if path.exists() or not path.parent.is_dir():
+        return None  # an existing store, or a folder that is not there: MLflow's own error, when it is opened
+    process = multiprocessing.get_context("fork").Process(target=create_store, args=(uri,), name="linreg_lab-store")
+    # a Ctrl-C meant for the sweep must not stop it halfway: it is forked ignoring SIGINT, and it is not a
+    # daemon (if this process stops early, the store is still finished): a store is made whole or not at all
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        process.start()
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    _creating[uri] = process
+    return process
 
 
 def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
@@ -66,6 +98,8 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     opens it, runs orphaned by dead processes are reaped; later jobs of the process reuse both."""
     if (uri, name) in _opened:
         return _opened[uri, name]
+    if uri in _creating:  # its tables are being made (start_creating_store): whatever the outcome, open it here
+        _creating.pop(uri).join()
     client = connect(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
@@ -215,13 +249,14 @@ def log_artifacts(client: MlflowClient, run_id: str, local_dir: Path) -> None:
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_id: str | None) -> list[dict]:
     """Every job run nested under `parent_id`, or every job run of the experiment when it is None
-    (all pages), as flat dicts of info (run_id, run_name, status, start_time, artifact_uri), params.*,
-    metrics.* (latest values) and tags.*."""
+    (all pages), as flat dicts of info (run_id, run_name, status, start_time, end_time, experiment_id,
+    artifact_uri), params.*, metrics.* (latest values) and tags.*."""
     tag, value = ("mlflow.parentRunId", parent_id) if parent_id else ("run_kind", "job")
     rows = []
     for run in search_all(client, experiment_id, f"tags.`{tag}` = '{value}'"):
         row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
-               "start_time": run.info.start_time, "artifact_uri": run.info.artifact_uri}
+               "start_time": run.info.start_time, "end_time": run.info.end_time,
+               "experiment_id": run.info.experiment_id, "artifact_uri": run.info.artifact_uri}
         row.update({f"params.{k}": v for k, v in run.data.params.items()})
         row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
         row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
@@ -240,6 +275,23 @@ def latest_sweep(client: MlflowClient, experiment_id: str) -> str | None:
     runs = client.search_runs([experiment_id], "tags.run_kind = 'sweep'", max_results=1,
                               order_by=["attributes.start_time DESC"])
     return runs[0].info.run_id if runs else None
+
+
+def sweeps(client: MlflowClient, experiment_id: str) -> list[tuple[str, str]]:
+    """(run id, run name) of every sweep parent run of the experiment, newest first."""
+    runs = search_all(client, experiment_id, "tags.run_kind = 'sweep'")
+    return [(r.info.run_id, r.info.run_name) for r in sorted(runs, key=lambda r: r.info.start_time, reverse=True)]
+
+
+def experiment_names(client: MlflowClient) -> list[str]:
+    """Names of the store's experiments (not deleted)."""
+    names, token = [], None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        names += [e.name for e in page]
+        token = page.token
+        if not token:
+            return sorted(names)
 
 
 def run_info(client: MlflowClient, run_id: str) -> tuple[str, str]:
@@ -273,18 +325,41 @@ def metric_histories(client: MlflowClient, runs: list[tuple[str, str]], keys: li
 def read_curves(client: MlflowClient, run_id: str, artifact_uri: str, keys: list[str],
                 tmp: Path) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """The run's curves.npz (in place when its artifacts are on this machine, else downloaded), or None."""
-    local = local_path(artifact_uri or "")
-    if local is not None:
-        path = Path(local) / curves.ARTIFACT
-        return curves.load(path, keys) if path.is_file() else None
-    try:
-        path = Path(client.download_artifacts(run_id, curves.ARTIFACT, str(tmp)))
-    except Exception:  # MlflowException or an OSError: the run has no such artifact
+    path = artifact_file(client, run_id, artifact_uri, curves.ARTIFACT, tmp)
+    if path is None:
         return None
     try:
         return curves.load(path, keys)
     finally:
-        path.unlink()
+        if path.parent == tmp:
+            path.unlink()
+
+
+def artifact_file(client: MlflowClient, run_id: str, artifact_uri: str, name: str, tmp: Path) -> Path | None:
+    """The run's artifact `name`: in place when its artifacts are on this machine, else downloaded into `tmp`;
+    None when the run has no such artifact."""
+    local = local_path(artifact_uri or "")
+    if local is not None:
+        path = Path(local) / name
+        return path if path.is_file() else None
+    try:
+        return Path(client.download_artifacts(run_id, name, str(tmp)))
+    except Exception:  # MlflowException or an OSError: the run has no such artifact
+        return None
+
+
+def run_arrays(client: MlflowClient, run_id: str, artifact_uri: str, name: str) -> dict[str, np.ndarray] | None:
+    """The arrays of the run's .npz artifact `name`, or None when it has none."""
+    def read(path: Path | None) -> dict[str, np.ndarray] | None:
+        if path is None:
+            return None
+        with np.load(path) as npz:
+            return {key: npz[key] for key in npz.files}
+
+    if local_path(artifact_uri or "") is not None:
+        return read(artifact_file(client, run_id, artifact_uri, name, Path()))
+    with tempfile.TemporaryDirectory(prefix="linreg_lab-artifact-") as tmp:
+        return read(artifact_file(client, run_id, artifact_uri, name, Path(tmp)))
 
 
 def local_path(artifact_uri: str) -> str | None:

@@ -42,6 +42,7 @@ def test_cached_composition_equals_hydras(loaders, monkeypatch: pytest.MonkeyPat
         assert OmegaConf.get_type(got, "optimizer") is OmegaConf.get_type(expected, "optimizer")
         assert got.hydra.job.override_dirname == expected.hydra.job.override_dirname
     assert "optimizer" in cached.groups and "hydra/launcher" in cached.groups  # from Hydra's own loader
+    assert "lr" not in cached.groups and "hydra/launcher/nothing" not in cached.groups and "" not in cached.groups
 
 
 def test_a_value_hydra_would_refuse_is_refused_as_hydra_refuses_it(loaders) -> None:

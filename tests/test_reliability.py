@@ -6,6 +6,7 @@ the issue says so, really kills it.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -108,6 +109,23 @@ def test_resume_after_sigkill_runs_each_job_exactly_once(tmp_path: Path) -> None
     assert parent.info.status == "FINISHED"
     assert {r.data.tags["mlflow.parentRunId"] for r in finished} == {parent.info.run_id}
     assert not [r for r in all_runs(uri) if r.info.status == "RUNNING"]
+
+
+def test_a_new_store_is_made_whole_beside_the_work_even_through_ctrl_c(tmp_path: Path) -> None:
+    """start_creating_store makes a new SQLite store in a forked process that ignores SIGINT;
+    open_experiment waits for it. Existing stores and servers are left alone."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = tracking.start_creating_store(uri)
+    assert process is not None
+    assert tracking.start_creating_store(uri) is None  # already on its way
+    os.kill(process.pid, signal.SIGINT)
+    client, exp_id = tracking.open_experiment(uri, "made-beside")
+    assert process.exitcode == 0  # finished its work: the Ctrl-C did not stop it halfway
+    assert client.get_experiment(exp_id).name == "made-beside"
+    assert tracking.start_creating_store(uri) is None  # opened here now
+    assert tracking.start_creating_store(f"sqlite:///{tmp_path / 'no-such-dir' / 'x.db'}") is None
+    assert tracking.start_creating_store("http://127.0.0.1:5000") is None
+    assert not (tmp_path / "no-such-dir").exists()
 
 
 def test_parallel_writers_on_a_fresh_store_lose_nothing(tmp_path: Path) -> None:
