@@ -188,33 +188,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Report on a sweep; returns the exit status."""
-    import os
-
-    from linreg_lab.config import resolve_tracking_uri
-
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    uri = resolve_tracking_uri(args.tracking_uri, os.getcwd(), env_first=False)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        print(f"linreg_lab report: error: no store at {uri}; run a sweep first or pass --tracking-uri",
-              file=sys.stderr)
-        return 1
-    from linreg_lab import tracking
+    from linreg_lab import results, tracking
 
-    client = tracking.connect(uri)
-    exp_id = tracking.experiment_id(client, args.experiment)
-    if exp_id is None:
-        print(f"linreg_lab report: error: experiment {args.experiment!r} is not in {uri}", file=sys.stderr)
+    try:
+        client, exp_id, uri = results.open_store(args.tracking_uri, args.experiment)
+        tracking.reap_orphans(client, exp_id)
+        parent = None if args.all else (args.sweep or tracking.latest_sweep(client, exp_id))
+        runs = tidy_runs(results.runs(parent, args.experiment, uri))
+    except ValueError as err:
+        print(f"linreg_lab report: error: {err}", file=sys.stderr)
         return 1
-    tracking.reap_orphans(client, exp_id)
-    parent = None if args.all else (args.sweep or tracking.latest_sweep(client, exp_id))
-    parent_tags = tracking.run_tags(client, parent) if parent else None
-    runs = tidy_runs(tracking.child_runs(client, exp_id, parent))
     if runs.empty:
         what = f"sweep {parent}" if parent else f"experiment {args.experiment!r}"
         print(f"linreg_lab report: error: {what} has no job runs", file=sys.stderr)
         return 1
-    hist = tidy_histories(tracking.metric_histories(client, list(zip(runs["run_id"], runs["artifact_uri"])),
-                                                  HISTORY_KEYS), runs)
+    parent_tags = tracking.run_tags(client, parent) if parent else None
+    hist = tidy_histories(results.curves(runs, HISTORY_KEYS, tracking_uri=uri), runs)
     title = f"linreg_lab report: {tracking.run_info(client, parent)[1] if parent else args.experiment}"
     header = page_header(runs, uri, tracking.ui_link(uri, exp_id), parent_tags)
     page = build(runs, hist, Path(args.out), title, header)

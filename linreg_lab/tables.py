@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-PARAMS = {  # store column -> report column
-    "params.optimizer.name": "optimizer", "params.lr": "lr", "params.batch_size": "batch_size",
-    "params.noise": "noise", "params.optimizer.weight_decay": "weight_decay", "params.steps": "steps",
-    "params.replicates": "replicates", "params.seed": "seed", "params.model.name": "model",
-    "params.experiment": "preset", "params.model.weight_decay": "model_weight_decay",
-    "params.data.true_w": "true_w", "params.data.true_b": "true_b", "params.data.n_train": "n_train",
-    "params.data.sampling": "sampling",
+from linreg_lab import results
+
+ALIASES = {  # config column (results.runs) -> the report's name for it
+    "optimizer.name": "optimizer", "optimizer.weight_decay": "weight_decay", "model.name": "model",
+    "experiment": "preset", "model.weight_decay": "model_weight_decay", "data.true_w": "true_w",
+    "data.true_b": "true_b", "data.n_train": "n_train", "data.sampling": "sampling",
 }
+SETTINGS = ["optimizer", "lr", "batch_size", "noise", "weight_decay", "steps", "replicates", "seed", "model",
+            "preset", "model_weight_decay", "true_w", "true_b", "n_train", "sampling"]
 NUMERIC = ["lr", "noise", "weight_decay", "steps", "replicates", "seed", "model_weight_decay", "true_b", "n_train"]
 HISTORY_KEYS = ["train/loss", "train/loss_p10", "train/loss_p90", "train/full_loss"]
 DECOMPOSED = ["est/w_bias2", "est/w_var", "est/w_mse", "est/b_bias2", "est/b_var", "est/b_mse",
@@ -23,44 +24,46 @@ METRICS = ["train/full_loss", "w_error/l2", "b_error", "b", "ols/loss", "time/to
            "theory/best_weight_decay", "theory/best_steps", "theory/est/w_var_sgd",
            *DECOMPOSED, *(f"{k}_se" for k in DECOMPOSED), *(f"theory/{k}" for k in DECOMPOSED)]
 # always present as columns (NaN where a run has none), so figures can rely on them
-TAGS = ["tags.outcome", "tags.overrides", "tags.error", "tags.stability", "tags.theory"]
-HUGE = 1e300  # MLflow stores +-inf as +-1.8e308: anything this large is not a number to plot
+TAGS = ["outcome", "tags.overrides", "tags.error", "tags.stability", "tags.theory"]
+REPEAT_KEYS = ("seed", "data_seed", "init_seed", "order_seed", "resume")  # config keys that are not settings
 
 
 def state(row: pd.Series) -> str:
     """finished, diverged, failed, killed or running (a RUNNING run is never counted as finished)."""
     status = row["status"]
     if status == "FINISHED":
-        return "diverged" if row.get("tags.outcome") == "diverged" else "finished"
+        return "diverged" if row.get("outcome") == "diverged" else "finished"
     return {"FAILED": "failed", "KILLED": "killed"}.get(status, "running")
 
 
-def tidy_runs(rows: list[dict]) -> pd.DataFrame:
-    """One row per run: settings as typed columns, metrics under their own names, a `state` column."""
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df
-    df["state"] = df.apply(state, axis=1)
-    df = df.rename(columns=PARAMS).rename(columns=lambda c: c[len("metrics."):] if c.startswith("metrics.") else c)
-    missing = [c for c in list(PARAMS.values()) + METRICS + TAGS if c not in df]
+def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """results.runs' frame with what the report adds: short names for the settings it plots (ALIASES),
+    every column it relies on (NaN where no run has it), a `state` column and `settings` (the config
+    less its seeds, as one string: runs that differ only in seeds share it)."""
+    if runs.empty:
+        return runs
+    config = [c for c in results.config_columns(runs) if c not in REPEAT_KEYS]
+    df = runs.copy()
+    df["settings"] = ["|".join(map(repr, values)) for values in df[config].itertuples(index=False)]
+    df = df.assign(**{alias: df[name] for name, alias in ALIASES.items() if name in df})
+    df["state"] = df.apply(state, axis=1) if len(df) else pd.Series(dtype=str)
+    missing = [c for c in SETTINGS + METRICS + TAGS if c not in df]
     df = pd.concat([df, pd.DataFrame(np.nan, index=df.index, columns=missing)], axis=1)
     for col in NUMERIC:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["batch_size"] = df["batch_size"].astype(str)
-    df["preset"] = df["preset"].where(~df["preset"].isin(["None", "null", ""]))  # a run without a preset has none
+    df["preset"] = df["preset"].where(df["preset"].notna() & ~df["preset"].isin(["None", "null", ""]))
     df["weight_decay"] = df["weight_decay"].fillna(df["model_weight_decay"])
     df["optimizer"] = df["optimizer"].where(~df["model"].isin(["closed_form", "grid"]), df["model"])  # solvers
     df["tags.theory"] = df["tags.theory"].astype(object).fillna("none")  # all-NaN (float) when no run has it
-    metric_cols = [c for c in df.columns if ("/" in c and not c.startswith("tags.")) or c in METRICS]
-    for col in metric_cols:
-        df[col] = pd.to_numeric(df[col], errors="coerce").where(lambda v: v.abs() < HUGE)
+    for col in METRICS:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
     return df.sort_values("start_time").reset_index(drop=True).copy()  # one block again, after the column edits
 
 
-def tidy_histories(points: list[tuple[str, str, int, float]], runs: pd.DataFrame) -> pd.DataFrame:
-    """Long format: run_id, metric, step, value and the run's settings; non-numbers dropped."""
-    df = pd.DataFrame(points, columns=["run_id", "metric", "step", "value"])
-    df = df[np.isfinite(df["value"]) & (df["value"].abs() < HUGE)]
+def tidy_histories(points: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """results.curves' long frame (run_id, metric, step, value), non-numbers dropped, with the run's settings."""
+    df = points[np.isfinite(points["value"])]
     keep = ["run_id", "run_name", "optimizer", "lr", "batch_size", "noise", "weight_decay", "state", "ols/loss"]
     return df.merge(runs[[c for c in keep if c in runs]], on="run_id")
 
@@ -157,9 +160,6 @@ def reference_slice(runs: pd.DataFrame, knob: str, knobs: list[str]) -> tuple[pd
     return runs, chosen
 
 
-REPEAT_KEYS = ("seed", "params.data_seed", "params.init_seed", "params.order_seed", "params.resume")  # not settings
-
-
 def collapse_seeds(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs of one replicate that repeat the same settings under other seeds are replicates of each other: each
     such group of two or more finished runs becomes one row whose est/w_bias2, est/w_var and est/w_mse (with
@@ -171,9 +171,8 @@ def collapse_seeds(runs: pd.DataFrame) -> pd.DataFrame:
 
     runs = runs.assign(spread=np.where(runs["est/w_var"].notna(), "replicates", "none"))
     single = runs[(runs["spread"] == "none") & (runs["state"] == "finished") & runs["w_error/l2"].notna()]
-    settings = [c for c in runs.columns if (c.startswith("params.") or c in PARAMS.values()) and c not in REPEAT_KEYS]
     rows = []
-    for _, group in single.groupby(settings, dropna=False, sort=False):
+    for _, group in single.groupby("settings", dropna=False, sort=False):
         if len(group) < 2:
             continue
         err = group[[c for c in group.columns if c.startswith("w_error/") and c[8:].isdigit()]].dropna(axis=1)
@@ -184,5 +183,5 @@ def collapse_seeds(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"est/w_{key}"] = value
         row["spread"], row["est/replicates"] = "seeds", len(group)
         rows.append(row)
-    kept = runs.drop(index=single.index[single.duplicated(settings, keep=False)])
+    kept = runs.drop(index=single.index[single.duplicated("settings", keep=False)])
     return pd.concat([kept, pd.DataFrame(rows)], ignore_index=True) if rows else kept
