@@ -1,5 +1,6 @@
 """The README's commands run as written: every ```sh line is either run here, in order, in one fresh
-folder (as a user would, the default store ./mlflow.db), or named below with the test that covers it."""
+folder (as a user would, the default store ./mlflow.db), or named below with the test that covers it;
+then every ```python block, on the store they made."""
 
 from __future__ import annotations
 
@@ -53,5 +54,12 @@ def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
         assert out.returncode == 0, f"{command}\n{out.stderr[-3000:]}"
         assert "error" not in out.stderr.lower(), f"{command}\n{out.stderr[-3000:]}"
     assert (tmp_path / "mlflow.db").is_file() and (tmp_path / "report" / "report.html").is_file()
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert blocks, "the README shows linreg_lab.results in a python block"
+    for block in blocks:  # on the store the commands above made
+        out = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, f"{block}\n{out.stderr[-3000:]}"
+        assert "w_error/l2" in out.stdout and "train/loss" in out.stdout, out.stdout[-2000:]
     for out_dir in ("report-latest", "report-all", "report-script"):
         assert (tmp_path / out_dir / "report.html").is_file(), out_dir
