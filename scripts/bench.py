@@ -336,7 +336,7 @@ def rows_sweeps(full: bool, ref_job_s: float) -> list[dict]:
     return rows + [row(f"5. {big}", big_s, ref_job_s * 1000, "<= 120 s", big_s <= 120),
                    row(f"6. report over {runs} runs (s)", report_s, float("nan"), "<= 30 s for 1000",
                        report_s <= 30 if full else None),
-                   row(f"10. results.runs + curves (train/loss, every step) of {runs} runs (s)", load_s, float("nan"),
+                   row(f"10. results: runs + every train/loss point, {runs} runs (s)", load_s, float("nan"),
                        "<= 10 s for 1000", load_s <= 10 if full else None, points=points)]
 
 
