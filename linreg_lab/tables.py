@@ -44,7 +44,7 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
         return runs
     config = [c for c in results.config_columns(runs) if c not in REPEAT_KEYS]
     df = runs.copy()
-    df["settings"] = ["|".join(map(repr, values)) for values in df[config].itertuples(index=False)]
+    df["settings"] = ["|".join(map(repr, values)) for values in zip(*(df[c] for c in config))] if config else ""
     df = df.assign(**{alias: df[name] for name, alias in ALIASES.items() if name in df})
     df["state"] = df.apply(state, axis=1) if len(df) else pd.Series(dtype=str)
     missing = [c for c in SETTINGS + METRICS + TAGS if c not in df]
