@@ -46,7 +46,7 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     df = runs.copy()
     df["settings"] = ["|".join(map(repr, values)) for values in zip(*(df[c] for c in config))] if config else ""
     df = df.assign(**{alias: df[name] for name, alias in ALIASES.items() if name in df})
-    df["state"] = df.apply(state, axis=1) if len(df) else pd.Series(dtype=str)
+    df["state"] = df.apply(state, axis=1)
     missing = [c for c in SETTINGS + METRICS + TAGS if c not in df]
     df = pd.concat([df, pd.DataFrame(np.nan, index=df.index, columns=missing)], axis=1)
     for col in NUMERIC:
@@ -56,8 +56,6 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     df["weight_decay"] = df["weight_decay"].fillna(df["model_weight_decay"])
     df["optimizer"] = df["optimizer"].where(~df["model"].isin(["closed_form", "grid"]), df["model"])  # solvers
     df["tags.theory"] = df["tags.theory"].astype(object).fillna("none")  # all-NaN (float) when no run has it
-    for col in METRICS:
-        df[col] = pd.to_numeric(df[col], errors="coerce")
     return df.sort_values("start_time").reset_index(drop=True).copy()  # one block again, after the column edits
 
 

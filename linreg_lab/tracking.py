@@ -350,16 +350,12 @@ def artifact_file(client: MlflowClient, run_id: str, artifact_uri: str, name: st
 
 def run_arrays(client: MlflowClient, run_id: str, artifact_uri: str, name: str) -> dict[str, np.ndarray] | None:
     """The arrays of the run's .npz artifact `name`, or None when it has none."""
-    def read(path: Path | None) -> dict[str, np.ndarray] | None:
+    with tempfile.TemporaryDirectory(prefix="linreg_lab-artifact-") as tmp:  # used only for a download
+        path = artifact_file(client, run_id, artifact_uri, name, Path(tmp))
         if path is None:
             return None
         with np.load(path) as npz:
             return {key: npz[key] for key in npz.files}
-
-    if local_path(artifact_uri or "") is not None:
-        return read(artifact_file(client, run_id, artifact_uri, name, Path()))
-    with tempfile.TemporaryDirectory(prefix="linreg_lab-artifact-") as tmp:
-        return read(artifact_file(client, run_id, artifact_uri, name, Path(tmp)))
 
 
 def local_path(artifact_uri: str) -> str | None:
