@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from linreg_lab import contract as C
+
 
 def design(X: torch.Tensor, fit_intercept: bool) -> torch.Tensor:
     """A = [X, 1] (or X without intercept), batched (R, n, p), float64 on the CPU."""
@@ -34,12 +36,12 @@ def parameter_errors(w: torch.Tensor, b: torch.Tensor, true_w: list[float], true
     """Final errors (learned minus reference), averaged over the replicates that stayed finite."""
     w, b = w.double(), b.double()
     dw = w - torch.tensor(true_w, dtype=torch.float64)
-    out = {"w_error/l2": float(dw.norm(dim=1).mean()), "b_error": float((b - true_b).mean())}
-    out.update({f"w_error/{i}": float(v) for i, v in enumerate(dw.mean(0))})
-    out.update({f"w/{i}": float(v) for i, v in enumerate(w.mean(0))})
-    out["b"] = float(b.mean())
-    out["ols/w_gap_l2"] = float((w - w_ols).norm(dim=1).mean())
-    out["ols/b_gap"] = float((b - b_ols).mean())
+    out = {C.W_ERROR: float(dw.norm(dim=1).mean()), C.B_ERROR: float((b - true_b).mean())}
+    out.update({C.W_ERROR_I.format(i=i): float(v) for i, v in enumerate(dw.mean(0))})
+    out.update({C.W_I.format(i=i): float(v) for i, v in enumerate(w.mean(0))})
+    out[C.B] = float(b.mean())
+    out[C.OLS_W_GAP] = float((w - w_ols).norm(dim=1).mean())
+    out[C.OLS_B_GAP] = float((b - b_ols).mean())
     return out
 
 
@@ -76,11 +78,10 @@ def estimation_metrics(w: torch.Tensor, b: torch.Tensor, true_w: list[float], tr
     true = torch.tensor(true_w, dtype=torch.float64)
     out = {}
     for name, est, truth in (("w", w, true), ("b", b.unsqueeze(1), torch.tensor([true_b], dtype=torch.float64))):
-        out.update({f"est/{name}_{k}": v for k, v in decompose(est, truth).items()})
-    for name, err in (("opt", w - w_ols), ("stat", w_ols - true)):  # optimizer vs data
-        parts = decompose(err, torch.zeros_like(true))
-        out.update({f"est/w_{name}_{k}": parts[k] for k in ("mse", "mse_se") if k in parts})
-    out["est/replicates"] = float(len(w))
+        out.update(named(decompose(est, truth), C.EST_PARTS[name]))
+    for name, err in (("w_opt", w - w_ols), ("w_stat", w_ols - true)):  # optimizer vs data
+        out.update(named(decompose(err, torch.zeros_like(true)), C.EST_PARTS[name]))
+    out[C.EST_REPLICATES] = float(len(w))
     return out
 
 
@@ -92,15 +93,24 @@ def prediction_metrics(w: torch.Tensor, b: torch.Tensor, X_grid: torch.Tensor, f
     """
     y_hat = w.double() @ X_grid.double().T + b.double()[:, None]  # (R, m)
     scale = 1 / len(f_grid)  # means over the test points
-    out = {f"pred/{k}": v for k, v in decompose(y_hat, f_grid.double(), scale).items() if not k.startswith("mse")}
+    around_mean = {k: v for k, v in decompose(y_hat, f_grid.double(), scale).items() if not k.startswith("mse")}
     measured = decompose(y_hat, y_grid.double(), scale)  # against the noisy labels: the test error itself
-    out.update({"pred/noise": noise_var, "pred/test_mse": measured["mse"]})
-    if "mse_se" in measured:
-        out["pred/test_mse_se"] = measured["mse_se"]
+    out = named({**around_mean, **{k: v for k, v in measured.items() if k.startswith("mse")}}, C.PRED_PARTS)
+    out[C.PRED_NOISE] = noise_var
     return out
 
 
-def theory_metrics(X: torch.Tensor, fit_intercept: bool, noise_var: float, curvature: float) -> dict[str, float]:
+def named(parts: dict[str, float], names: dict[str, str]) -> dict[str, float]:
+    """decompose's parts (bias2, var, mse and their _se) under their metric names; parts without one are dropped."""
+    out = {}
+    for part, value in parts.items():
+        base = part.removesuffix("_se")
+        if base in names:
+            out[C.se(names[base]) if part != base else names[base]] = value
+    return out
+
+
+def design_metrics(X: torch.Tensor, fit_intercept: bool, noise_var: float, curvature: float) -> dict[str, float]:
     """theory/*: least-squares variance sigma^2 tr((A^T A)^-1) of w and b, averaged over the designs;
     the full-batch stability bound 2 / lambda_max and the condition number of the loss Hessian.
 
@@ -111,18 +121,18 @@ def theory_metrics(X: torch.Tensor, fit_intercept: bool, noise_var: float, curva
     d = X.shape[-1]
     eig = torch.linalg.eigvalsh(curvature * (A.mT @ A))  # ascending
     out = {
-        "theory/w_var": float(noise_var * cov[:, :d, :d].diagonal(dim1=1, dim2=2).sum(1).mean()),
-        "theory/lr_max": float((2 / eig[:, -1]).mean()),
-        "theory/condition": float((eig[:, -1] / eig[:, 0].clamp_min(1e-300)).mean()),
+        C.THEORY_W_VAR: float(noise_var * cov[:, :d, :d].diagonal(dim1=1, dim2=2).sum(1).mean()),
+        C.THEORY_LR_MAX: float((2 / eig[:, -1]).mean()),
+        C.THEORY_CONDITION: float((eig[:, -1] / eig[:, 0].clamp_min(1e-300)).mean()),
     }
     if fit_intercept:
-        out["theory/b_var"] = float(noise_var * cov[:, d, d].mean())
+        out[C.THEORY_B_VAR] = float(noise_var * cov[:, d, d].mean())
     return out
 
 
 def stability_verdict(optimizer: str, lr: float, momentum: float, lr_max: float, diverged: bool) -> str:
     """Did the run diverge where full-batch theory says gradient descent must? ('n/a' for adaptive steps)."""
-    if optimizer not in ("sgd", "momentum"):
+    if optimizer not in C.GD_FAMILY:
         return "n/a"
     bound = lr_max * (1 + momentum)  # heavy ball: stable iff lr < 2 (1 + beta) / lambda_max
     predicted = lr >= bound
@@ -139,5 +149,5 @@ def time_to_target(steps: np.ndarray, loss: np.ndarray, floor: float, rel: float
     """
     hit = np.nonzero(loss <= floor * (1 + rel) + 1e-12)[0]
     step = int(steps[hit[0]]) if len(hit) else budget
-    return {"ttt/steps": float(step), "ttt/samples": float(step * batch), "ttt/seconds": step * seconds_per_step,
-            "ttt/censored": float(not len(hit))}
+    return {C.TTT_STEPS: float(step), C.TTT_SAMPLES: float(step * batch), C.TTT_SECONDS: step * seconds_per_step,
+            C.TTT_CENSORED: float(not len(hit))}

@@ -1,12 +1,15 @@
 """Composing job configs fast: once per distinct choice of config groups, then the swept values.
 
-Hydra composes every job of a sweep from scratch (~90 ms each, twice: once to validate the
-batch, once to launch it). Jobs of a sweep mostly differ in plain values (lr=0.1, seed=3),
-which Hydra applies after composition with `OmegaConf.update`; so the configs are composed
-once per distinct set of the other overrides (group choices, hydra keys, +/~ edits) and each
-job's plain values are applied to a copy, the same way. Used by the preflight check and,
-through the `cached_basic` sweeper, by every launcher. Each distinct override string is
-parsed once per process (Hydra's ANTLR parser takes ~0.4 ms an override).
+Hydra composes every job of a sweep from scratch, and the jobs of a sweep mostly differ in plain
+values (lr=0.1, seed=3), which Hydra applies after composition with `OmegaConf.update`. So the
+configs are composed once per distinct set of the other overrides (group choices, hydra keys, +/~
+edits) and each job's plain values are applied to a copy, the same way. Used by the preflight check
+and, through the `cached_basic` sweeper, by every launcher. Each distinct override string is parsed
+once per process: a sweep repeats the same few strings in every job.
+
+What Hydra derives from a job's overrides is not re-derived here: a command whose config refers to
+`hydra.job.override_dirname` is composed job by job by Hydra's own loader, and otherwise a cached job
+leaves that field unset (MISSING), so nothing can read a value Hydra did not compute.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import copy
 import itertools
 import os
 import pickle
+import re
 from collections.abc import Callable
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 GROUPS = ("data", "model", "optimizer", "experiment")  # linreg_lab's config groups (conf/<group>/)
 
@@ -90,22 +94,24 @@ _last_command: tuple[DictConfig | None, tuple] = (None, ())  # the latest master
 
 
 def command_key(master_config: DictConfig) -> tuple:
-    """What every composition of one command shares: its config name, hydra overrides and sweep folder,
-    worked out again only for another master config (resolving the sweep folder's ${now:} takes ~3 ms;
-    joblib's workers unpickle a new master config for every job, the other launchers keep one)."""
+    """What every composition of one command shares: its config name, hydra overrides, sweep folder and
+    whether it refers to override_dirname; worked out again only for another master config (joblib's
+    workers unpickle a new master config for every job, the other launchers keep one, and resolving the
+    sweep folder's ${now:} is not free)."""
     global _last_command
     if _last_command[0] is not master_config:
         _last_command = (master_config, (master_config.hydra.job.config_name,
                                          tuple(master_config.hydra.overrides.hydra),
-                                         OmegaConf.select(master_config, "hydra.sweep.dir")))
+                                         OmegaConf.select(master_config, "hydra.sweep.dir"),
+                                         uses_override_dirname(master_config)))
     return _last_command[1]
 
 
-def override_dirname(task: list[Override], kv_sep: str, item_sep: str, exclude_keys) -> str:
-    """hydra.job.override_dirname as Hydra documents it: the task overrides less `exclude_keys`, sorted,
-    joined by item_sep, with kv_sep for '='."""
-    lines = sorted(o.input_line for o in task if o.key_or_group not in exclude_keys)
-    return item_sep.join(lines).replace("=", kv_sep)
+def uses_override_dirname(master_config: DictConfig) -> bool:
+    """Whether any value of the command's config interpolates hydra.job.override_dirname (a sweep's subdir,
+    say): then only Hydra's own composition gives each job the right one."""
+    text = OmegaConf.to_yaml(master_config, resolve=False)
+    return re.search(r"\$\{[^}]*override_dirname", text) is not None
 
 
 class LoaderGroups:
@@ -130,8 +136,9 @@ class LoaderGroups:
 class CachingConfigLoader(ConfigLoader):
     """Hydra's ConfigLoader, whose `load_sweep_config` composes once per distinct overrides that are not
     plain values (config group choices, hydra keys, +/~ edits, taken from the wrapped loader's own
-    list of groups) and fills in what Hydra derives from a job's overrides (hydra.overrides.task,
-    hydra.job.override_dirname). Everything else is the wrapped loader's."""
+    list of groups) and records the job's own overrides (hydra.overrides.task). A command that refers to
+    hydra.job.override_dirname is composed job by job by the wrapped loader. Everything else is the
+    wrapped loader's."""
 
     def __init__(self, loader: ConfigLoader) -> None:
         self.loader = loader
@@ -157,20 +164,28 @@ class CachingConfigLoader(ConfigLoader):
         return self.loader.compute_defaults_list(config_name, overrides, run_mode)
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        key = (*command_key(master_config), os.getcwd())
+        command = command_key(master_config)
+        if command[-1]:  # the config interpolates override_dirname: Hydra's composition, whole
+            return self.loader.load_sweep_config(master_config, list(sweep_overrides))
+        key = (*command, os.getcwd())
         if key not in _SWEEP_COMPOSERS:
             if len(_SWEEP_COMPOSERS) > 16:
                 _SWEEP_COMPOSERS.clear()
             _SWEEP_COMPOSERS[key] = CachedComposer(lambda rest: self.loader.load_sweep_config(master_config, rest),
                                                    groups=self.groups)
         cfg, parsed = _SWEEP_COMPOSERS[key](list(sweep_overrides))
-        task = [o for o in parsed if not o.is_hydra_override()]
-        names = cfg.hydra.job.config.override_dirname
         with open_dict(cfg.hydra):
-            cfg.hydra.overrides.task = [o.input_line for o in task]
-            cfg.hydra.job.override_dirname = override_dirname(task, names.kv_sep, names.item_sep,
-                                                              list(names.exclude_keys))
+            cfg.hydra.overrides.task = [o.input_line for o in parsed if not o.is_hydra_override()]
+            cfg.hydra.job.override_dirname = MISSING  # nothing refers to it; Hydra's value is not re-derived
         return cfg
+
+
+def grid_jobs(params: dict[str, str], arguments: list[str], parser: OverridesParser) -> list[list[str]]:
+    """Every job of a grid sweep (Hydra's basic sweeper, cached_basic), as its override strings: the sweeper's
+    `params` (hydra.sweeper.params), then the command line's task overrides (`arguments`), each key's values
+    crossed. The one expansion of a sweep: the preflight counts and checks these very jobs."""
+    lines = [f"{key}={value}" for key, value in params.items()] + list(arguments)
+    return sweep_jobs(parser.parse_overrides(lines))
 
 
 def sweep_jobs(parsed: list[Override]) -> list[list[str]]:

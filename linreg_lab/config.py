@@ -1,188 +1,29 @@
-"""Typed schemas for every config group, and the one-time check of a composed config.
+"""The harness's side of the config: Hydra's registration of the schemas, the check of a composed config,
+and what a job records of it (its YAML, its hash, the sweep's hash).
 
-The entry point calls `register_configs()` before Hydra composes anything, so a
-misspelt key, a wrong type or an unknown enum value fails at compose time with
-Hydra's own message. `check_config()` then turns the composed config into these
-dataclasses and rejects values that are well-typed but meaningless (lr <= 0, ...).
+The schemas themselves are plain dataclasses in `schema`; nothing below the entry point takes a DictConfig.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
-from dataclasses import dataclass, field
-from enum import Enum
-from pathlib import Path
-from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("float32", "float64")
-
-
-class ConfigError(ValueError):
-    """A config value that composes but makes no sense; the message is one line."""
-
-
-class XDist(Enum):
-    normal = "normal"  # N(x_mean, x_std^2) per feature
-    uniform = "uniform"  # U[x_low, x_high) per feature
-    linspace = "linspace"  # evenly spaced on [x_low, x_high], same for every feature
-
-
-class NoiseDist(Enum):
-    gaussian = "gaussian"  # noise * N(0, 1): mean 0
-    uniform = "uniform"  # noise * U[0, 1): mean noise / 2, which moves the intercept
-
-
-class Sampling(Enum):
-    epochs = "epochs"  # reshuffled epochs cut into equal batches: every sample once per epoch
-    replacement = "replacement"  # every batch drawn uniformly with replacement (the textbook SGD)
-
-
-class Loss(Enum):
-    mse = "mse"  # (y_hat - y)^2
-    half_mse = "half_mse"  # 0.5 * (y_hat - y)^2, d2l's squared_loss
-
-
-class Reduction(Enum):
-    mean = "mean"  # average over the batch (nn.MSELoss)
-    sum = "sum"  # sum over the batch (the manual_grad tutorial)
-
-
-class Init(Enum):
-    normal = "normal"  # w ~ N(0, init_scale^2), b = 0 (d2l)
-    uniform = "uniform"  # w ~ U[0, init_scale), b = 0 (manual_grad tutorial)
-    zeros = "zeros"  # w = 0, b = 0
-    torch_default = "torch_default"  # w, b ~ U(-1/sqrt(d), 1/sqrt(d)), as nn.Linear
-
-
-@dataclass
-class DataConfig:
-    """Synthetic y = X w + b + noise; the noise scale is the top-level `noise`."""
-
-    name: str = "gaussian"
-    true_w: list[float] = field(default_factory=lambda: [2.0, -3.4])
-    true_b: float = 4.2
-    n_features: int | None = None  # None: len(true_w); when set, true_w must have this many weights
-    n_train: int = 1000
-    n_test: int = 1000
-    x_dist: XDist = XDist.normal
-    x_mean: float = 0.0
-    x_std: float = 1.0
-    x_low: float = 0.0
-    x_high: float = 1.0
-    noise_dist: NoiseDist = NoiseDist.gaussian
-    streaming: bool = False  # fresh samples every step instead of a fixed training set
-    fixed_design: bool = False  # replicates share replicate 0's X and redraw only the noise
-    sampling: Sampling = Sampling.epochs  # how a fixed training set's batches are drawn
-    predict_at: list[float] = field(default_factory=list)  # x values (1 feature) to log predictions for
-
-
-@dataclass
-class GradientModelConfig:
-    """A model fitted by an optimizer: linear, scratch, manual or no_intercept."""
-
-    name: str = "linear"
-    fit_intercept: bool = True
-    loss: Loss = Loss.mse
-    reduction: Reduction = Reduction.mean
-    init: Init = Init.normal
-    init_scale: float = 0.01
-
-
-@dataclass
-class ClosedFormConfig:
-    """Least squares in closed form: the reference every run is scored against."""
-
-    name: str = "closed_form"
-    fit_intercept: bool = True
-    loss: Loss = Loss.mse
-    weight_decay: float = 0.0  # ridge, with torch's meaning: minimizes loss + weight_decay / 2 * |(w, b)|^2
-
-
-@dataclass
-class GridConfig:
-    """Exhaustive search of w over a grid (every feature, cartesian product); b solved exactly."""
-
-    name: str = "grid"
-    fit_intercept: bool = False
-    loss: Loss = Loss.mse
-    w_low: float = 0.0
-    w_high: float = 4.0
-    w_step: float = 0.1
-
-
-@dataclass
-class SGDConfig:
-    """torch.optim.SGD; `momentum` is the same algorithm with momentum 0.9."""
-
-    name: str = "sgd"
-    momentum: float = 0.0
-    dampening: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-
-
-@dataclass
-class RMSpropConfig:
-    """torch.optim.RMSprop."""
-
-    name: str = "rmsprop"
-    alpha: float = 0.99
-    eps: float = 1e-8
-    momentum: float = 0.0
-    centered: bool = False
-    weight_decay: float = 0.0
-
-
-@dataclass
-class AdamConfig:
-    """torch.optim.Adam."""
-
-    name: str = "adam"
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    amsgrad: bool = False
-
-
-@dataclass
-class MlflowConfig:
-    experiment: str = "linreg_lab"
-    tracking_uri: str | None = None  # MLFLOW_TRACKING_URI wins; None -> sqlite:///mlflow.db here
-
-
-@dataclass
-class Config:
-    """The whole run. Top-level keys are the ones a sweep overrides most."""
-
-    data: Any = None
-    model: Any = None
-    optimizer: Any = None
-    experiment: str | None = None  # name of the preset, set by experiment/*.yaml
-    lr: float = 0.03
-    batch_size: int | str = 10  # an int, or "full"
-    noise: float = 0.01
-    device: str = "auto"
-    dtype: str = "float32"
-    seed: int = 0
-    data_seed: int | None = None  # None -> derived from seed
-    init_seed: int | None = None
-    order_seed: int | None = None
-    steps: int | None = 1000
-    epochs: int | None = None
-    eval_every: int | None = None  # None -> about 100 evaluations per run
-    resume: bool = False  # skip jobs whose config already has a FINISHED run
-    replicates: int = 8  # independent replicates trained together as one batched computation
-    replicate_over: list[str] = field(default_factory=lambda: ["data", "init", "order"])  # what they redraw
-    target_rel: float = 0.01  # time to target: training loss within this fraction of the least-squares loss
-    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
-
+from linreg_lab.schema import (
+    AdamConfig,
+    ClosedFormConfig,
+    Config,
+    DataConfig,
+    GradientModelConfig,
+    GridConfig,
+    RMSpropConfig,
+    RunConfig,
+    SGDConfig,
+    check,
+)
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "data": {"data_schema": DataConfig},
@@ -198,10 +39,6 @@ SCHEMAS: dict[str, dict[str, type]] = {
     },
 }
 
-GRADIENT_MODELS = ("linear", "scratch", "manual", "no_intercept")
-SOLVER_MODELS = ("closed_form", "grid")
-OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
-
 
 def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore (called once by the entry point)."""
@@ -212,151 +49,20 @@ def register_configs() -> None:
             cs.store(group=group, name=name, node=node)
 
 
-@dataclass
-class RunConfig:
-    """The checked config: what the code below the entry point receives."""
-
-    data: DataConfig
-    model: GradientModelConfig | ClosedFormConfig | GridConfig
-    optimizer: SGDConfig | RMSpropConfig | AdamConfig
-    experiment: str | None
-    lr: float
-    batch_size: int | None  # None = full batch
-    noise: float
-    device: str
-    dtype: str
-    seed: int
-    data_seed: int
-    init_seed: int
-    order_seed: int
-    steps: int
-    epochs: int | None
-    eval_every: int
-    resume: bool
-    replicates: int
-    replicate_over: list[str]
-    target_rel: float
-    mlflow: MlflowConfig
-
-    @property
-    def is_solver(self) -> bool:
-        return self.model.name in SOLVER_MODELS
-
-
 def check_config(cfg: DictConfig) -> RunConfig:
-    """Validate a composed config and return it as typed dataclasses (raises ConfigError)."""
-    c = OmegaConf.to_object(cfg)
-    data, model, opt = c.data, c.model, c.optimizer
-    _check_names(model.name, opt.name)
-    _check_number("lr", c.lr, positive=True)
-    _check_number("noise", c.noise, positive=False)
-    if c.device not in DEVICES:
-        raise ConfigError(f"device={c.device!r} is not known; allowed: {', '.join(DEVICES)}")
-    if c.dtype not in DTYPES:
-        raise ConfigError(f"dtype={c.dtype!r} is not known; allowed: {', '.join(DTYPES)}")
-    _check_data(data)
-    batch_size = _check_batch_size(c.batch_size, data)
-    steps = _check_budget(c.steps, c.epochs, batch_size, data)
-    _check_replicates(c.replicates, list(c.replicate_over))
-    _check_number("target_rel", c.target_rel, positive=True)
-    if c.eval_every is not None and c.eval_every <= 0:
-        raise ConfigError(f"eval_every must be a positive number of steps, got {c.eval_every}")
-    eval_every = c.eval_every or max(1, steps // 100)
-    return RunConfig(
-        data=data, model=model, optimizer=opt, experiment=c.experiment, lr=float(c.lr),
-        batch_size=batch_size, noise=float(c.noise), device=c.device, dtype=c.dtype,
-        seed=c.seed, data_seed=_derived(c.data_seed, c.seed, 0),
-        init_seed=_derived(c.init_seed, c.seed, 1), order_seed=_derived(c.order_seed, c.seed, 2),
-        steps=steps, epochs=c.epochs, eval_every=eval_every, resume=c.resume, replicates=c.replicates,
-        replicate_over=list(c.replicate_over), target_rel=float(c.target_rel), mlflow=c.mlflow,
-    )
+    """Validate a composed config and return it as typed dataclasses (raises schema.ConfigError)."""
+    return check(OmegaConf.to_object(cfg))
 
 
-def _derived(explicit: int | None, seed: int, stream: int) -> int:
-    """Seed of one random stream: the explicit one, else a fixed offset of `seed`."""
-    return explicit if explicit is not None else seed * 3 + stream
-
-
-def _check_names(model: str, optimizer: str) -> None:
-    if model not in GRADIENT_MODELS + SOLVER_MODELS:
-        allowed = ", ".join(GRADIENT_MODELS + SOLVER_MODELS)
-        raise ConfigError(f"model.name={model!r} is not known; allowed: {allowed}")
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer.name={optimizer!r} is not known; allowed: {', '.join(OPTIMIZERS)}")
-
-
-def _check_number(key: str, value: float, positive: bool) -> None:
-    bad = not math.isfinite(value) or (value <= 0 if positive else value < 0)
-    if bad:
-        rule = "> 0" if positive else ">= 0"
-        raise ConfigError(f"{key} must be a finite number {rule}, got {value}")
-
-
-REPLICATE_STREAMS = ("data", "init", "order")
-
-
-def _check_replicates(replicates: int, over: list[str]) -> None:
-    if replicates < 1:
-        raise ConfigError(f"replicates must be >= 1, got {replicates}")
-    unknown = [s for s in over if s not in REPLICATE_STREAMS]
-    if unknown:
-        raise ConfigError(f"replicate_over has {unknown}; allowed: {', '.join(REPLICATE_STREAMS)}")
-
-
-def _check_data(data: DataConfig) -> None:
-    if not data.true_w:
-        raise ConfigError("data.true_w must list at least one weight (one per feature)")
-    if data.n_features is not None and data.n_features != len(data.true_w):
-        raise ConfigError(f"data.true_w has {len(data.true_w)} weights but data.n_features is {data.n_features}; "
-                          "give one weight per feature")
-    if data.n_train <= 0 or data.n_test <= 0:
-        raise ConfigError(f"data.n_train and data.n_test must be > 0, got {data.n_train} and {data.n_test}")
-    if data.x_dist is XDist.normal and data.x_std <= 0:
-        raise ConfigError(f"data.x_std must be > 0, got {data.x_std}")
-    if data.x_dist is not XDist.normal and data.x_high <= data.x_low:
-        raise ConfigError(f"data.x_high must be > data.x_low, got [{data.x_low}, {data.x_high}]")
-    if data.predict_at and len(data.true_w) != 1:
-        raise ConfigError("data.predict_at needs one-feature data (len(data.true_w) == 1)")
-
-
-def _check_batch_size(batch_size: int | str, data: DataConfig) -> int | None:
-    """Return the batch size, or None for full batch."""
-    if batch_size == "full":
-        if data.streaming:
-            raise ConfigError("batch_size=full needs a fixed training set; streaming data wants an int")
-        return None
-    if isinstance(batch_size, str):
-        raise ConfigError(f"batch_size must be a positive int or 'full', got {batch_size!r}")
-    if batch_size <= 0 or (not data.streaming and batch_size > data.n_train):
-        raise ConfigError(f"batch_size must be in 1..{data.n_train} (data.n_train) or 'full', got {batch_size}")
-    return batch_size
-
-
-def _check_budget(steps: int | None, epochs: int | None, batch_size: int | None, data: DataConfig) -> int:
-    """Return the budget in optimizer steps; exactly one of steps/epochs must be set."""
-    if (steps is None) == (epochs is None):
-        raise ConfigError(f"set exactly one of steps and epochs (the other null), got steps={steps}, epochs={epochs}")
-    budget, key = (steps, "steps") if steps is not None else (epochs, "epochs")
-    if budget <= 0:
-        raise ConfigError(f"{key} must be > 0, got {budget}")
-    if steps is not None:
-        return steps
-    if data.streaming:
-        raise ConfigError("epochs needs a fixed training set; streaming data counts steps")
-    per_epoch = 1 if batch_size is None else math.ceil(data.n_train / batch_size)
-    return epochs * per_epoch
-
-
-def resolve_tracking_uri(configured: str | None, cwd: str, env_first: bool = True) -> str:
-    """MLFLOW_TRACKING_URI if set, else the config's URI, else sqlite:///mlflow.db in `cwd`
-    (with env_first=False, an explicit `configured` URI wins over the environment)."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    uri = (env or configured) if env_first else (configured or env)
-    if not uri:
-        return f"sqlite:///{Path(cwd, 'mlflow.db').resolve()}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(cwd, uri[len('sqlite:///'):]).resolve()}"  # pin relative paths to cwd
-    return uri
+def flatten(node: dict, prefix: str = "") -> dict[str, object]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay whole."""
+    out: dict[str, object] = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 HASH_EXCLUDED = ("resume", "mlflow.tracking_uri")  # where a run is stored is not what it computes
@@ -371,8 +77,6 @@ def config_hash(params: dict[str, object]) -> str:
 def config_yaml(cfg) -> str:
     """The resolved config's YAML, as OmegaConf writes it (strings that would read back as another type are
     quoted). Here, not in run.py: joblib pickles run.py's task by value when it runs as __main__."""
-    from omegaconf import OmegaConf
-
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 
-from tabulate import tabulate
 from tqdm import tqdm
 
 tqdm.monitor_interval = 0  # no monitor thread: pool workers are forked from a process with bars
@@ -47,10 +46,3 @@ def end_sweep() -> None:
     if _sweep and _sweep.pop("pid") == os.getpid():
         _sweep.pop("bar").close()
     _sweep.clear()
-
-
-def table(rows: list[list[object]], headers: list[str], markdown: bool = False) -> str:
-    """Rows as an aligned table, numbers to 4 significant digits and right-aligned; `markdown`: pipes."""
-    rows = [[None if isinstance(v, float) and v != v else v for v in row] for row in rows]  # NaN: "—"
-    return tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", floatfmt=".4g",
-                    missingval="—")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-ARTIFACT = "curves.npz"
 LOGGED_POINTS = 200
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from linreg_lab.config import DataConfig, NoiseDist, XDist
+from linreg_lab.schema import DataConfig, NoiseDist, XDist
 
 
 @dataclass

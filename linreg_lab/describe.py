@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from linreg_lab.console import table
+from tabulate import tabulate
+
+from linreg_lab.contract import FULL_LOSS, OUTCOME, SOLVER_MODELS, W_ERROR
 
 REPORT_LABEL = "**Report:**"
 
@@ -17,41 +19,43 @@ REPORT_LABEL = "**Report:**"
 def optimizer_of(row: dict) -> str:
     """The optimizer's name; a solver (closed_form, grid) by its model's name."""
     model = row.get("params.model.name")
-    return model if model in ("closed_form", "grid") else str(row.get("params.optimizer.name", "?"))
+    return model if model in SOLVER_MODELS else str(row.get("params.optimizer.name", "?"))
 
 
 def best_runs(rows: list[dict]) -> list[dict]:
-    """Per optimizer, the finished run that did not diverge with the lowest final training loss (the
-    report's criterion for an optimizer's best learning rate), in order of optimizer name."""
+    """Per optimizer, the single run with the lowest final training loss among those that finished and did
+    not diverge, in order of optimizer name. This is a run, not a rate: the report's best rate
+    (tables.best_lr_table) is the one with the lowest loss averaged over the runs at that rate."""
     best: dict[str, dict] = {}
+    loss_key = f"metrics.{FULL_LOSS}"
     for row in rows:
-        loss = row.get("metrics.train/full_loss")
-        if row["status"] != "FINISHED" or row.get("tags.outcome") != "completed" or loss is None:
+        loss = row.get(loss_key)
+        if row["status"] != "FINISHED" or row.get(f"tags.{OUTCOME}") != "completed" or loss is None:
             continue
         if not math.isfinite(float(loss)):
             continue
         name = optimizer_of(row)
-        if name not in best or float(loss) < float(best[name]["metrics.train/full_loss"]):
+        if name not in best or float(loss) < float(best[name][loss_key]):
             best[name] = row
     return [best[k] for k in sorted(best)]
 
 
 def status_counts(rows: list[dict]) -> str:
     """'3 FINISHED, 1 FAILED' (diverged runs counted apart from the finished ones)."""
-    counts = Counter("DIVERGED" if r["status"] == "FINISHED" and r.get("tags.outcome") == "diverged"
+    counts = Counter("DIVERGED" if r["status"] == "FINISHED" and r.get(f"tags.{OUTCOME}") == "diverged"
                      else r["status"] for r in rows)
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
 
 
 def sweep_note(command: str, rows: list[dict], expected: str, report: str) -> str:
     """The parent run's description once the sweep is over."""
-    best = [[optimizer_of(r), r["run_name"], r.get("params.lr", "—"), r.get("metrics.train/full_loss"),
-             r.get("metrics.w_error/l2")] for r in best_runs(rows)]
+    best = [[optimizer_of(r), r["run_name"], r.get("params.lr", "—"), r.get(f"metrics.{FULL_LOSS}"),
+             r.get(f"metrics.{W_ERROR}")] for r in best_runs(rows)]
     lines = [f"**Command:** `{command}`", "",
              f"**Jobs:** {len(rows)} of {expected} reached the store: {status_counts(rows)}", ""]
     if best:
-        lines += ["**Best run per optimizer** (lowest final training loss, among runs that finished and did not "
-                  "diverge):", "",
+        lines += ["**Best run per optimizer** (the one run with the lowest final training loss, among runs that "
+                  "finished and did not diverge; the report's best rate averages over the runs at a rate):", "",
                   table(best, ["optimizer", "run", "lr", "loss (train set)", "‖w − w_true‖"], markdown=True), ""]
     return "\n".join(lines + [f"{REPORT_LABEL} {report}"])
 
@@ -60,3 +64,10 @@ def with_report(note: str, report: str) -> str:
     """The description with its report line replaced (or added)."""
     kept = note.split(REPORT_LABEL)[0].rstrip("\n")
     return f"{kept}\n\n{REPORT_LABEL} {report}" if kept else f"{REPORT_LABEL} {report}"
+
+
+def table(rows: list[list[object]], headers: list[str], markdown: bool = False) -> str:
+    """Rows as an aligned table, numbers to 4 significant digits and right-aligned; `markdown`: pipes."""
+    rows = [[None if isinstance(v, float) and v != v else v for v in row] for row in rows]  # NaN: "—"
+    return tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", floatfmt=".4g",
+                    missingval="—")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from linreg_lab import contract as C
 from linreg_lab.tables import best_lr_table, reference_slice, varied_knobs
 
 
@@ -37,30 +38,31 @@ def best_rates(best: pd.DataFrame) -> list[str]:
 
 def lowest_mse(runs: pd.DataFrame) -> list[str]:
     """Where the MSE of w is lowest, and where theory puts it; the optimum of each knob swept."""
-    ok = runs[(runs["state"] == "finished") & runs["est/w_mse"].notna()]
+    ok = runs[(runs["state"] == "finished") & runs[C.EST_W_MSE].notna()]
     if len(ok) < 2:
         return []
-    low = ok.loc[ok["est/w_mse"].idxmin()]
-    text = (f"The lowest MSE of ŵ, {with_se(low['est/w_mse'], low['est/w_mse_se'])}, is run {low['run_name']}")
-    known = ok[ok["theory/est/w_mse"].notna()]
+    low = ok.loc[ok[C.EST_W_MSE].idxmin()]
+    text = (f"The lowest MSE of ŵ, {with_se(low[C.EST_W_MSE], low[C.se(C.EST_W_MSE)])}, is run {low['run_name']}")
+    known = ok[ok[C.theory_of(C.EST_W_MSE)].notna()]
     if len(known) >= 2:
-        pick = known.loc[known["theory/est/w_mse"].idxmin()]
+        pick = known.loc[known[C.theory_of(C.EST_W_MSE)].idxmin()]
         kind = pick["tags.theory"]
-        close = abs(pick["est/w_mse"] - low["est/w_mse"]) <= 2 * np.hypot(pick["est/w_mse_se"], low["est/w_mse_se"])
+        se = C.se(C.EST_W_MSE)
+        close = abs(pick[C.EST_W_MSE] - low[C.EST_W_MSE]) <= 2 * np.hypot(pick[se], low[se])
         if pick["run_id"] == low["run_id"]:
             text += f"; theory ({kind}) puts the minimum at the same run"
         else:
-            text += (f"; theory ({kind}) puts it at run {pick['run_name']}, where {num(pick['est/w_mse'])} was "
+            text += (f"; theory ({kind}) puts it at run {pick['run_name']}, where {num(pick[C.EST_W_MSE])} was "
                      f"measured{': the same within two standard errors' if close else ''}")
         if len(known) < len(ok):
             text += f" (theory covers {len(known)} of the {len(ok)} runs)"
     out, knobs = [text + "."], varied_knobs(ok)
-    for knob, label, theory_col in (("weight_decay", "weight decay", "theory/best_weight_decay"),
-                                    ("steps", "budget", "theory/best_steps")):
+    for knob, label, theory_col in (("weight_decay", "weight decay", C.THEORY_BEST_WEIGHT_DECAY),
+                                    ("steps", "budget", C.THEORY_BEST_STEPS)):
         if knob not in knobs:
             continue
         part, chosen = reference_slice(ok, knob, knobs)
-        means = part.groupby(knob)["pred/test_mse"].mean().dropna()
+        means = part.groupby(knob)[C.PRED_TEST_MSE].mean().dropna()
         if len(means) < 2:
             continue
         at = "; ".join(f"{k} = {v if isinstance(v, str) else num(v, 6)}" for k, v in chosen.items())
@@ -90,7 +92,7 @@ def divergence(runs: pd.DataFrame) -> list[str]:
     gd = runs[stability.isin(["stable_as_predicted", "stable_above_bound"])]
     if gd.empty:
         return ["No run diverged."]
-    ratio = (gd["lr"] / gd["theory/lr_max"]).max()
+    ratio = (gd["lr"] / gd[C.THEORY_LR_MAX]).max()
     return [f"No run diverged; the largest SGD or momentum rate sat at {num(ratio, 2)} × the 2/λmax bound."]
 
 

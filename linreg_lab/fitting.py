@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from linreg_lab import analysis, theory
-from linreg_lab.config import Reduction, RunConfig, Sampling
+from linreg_lab import analysis, contract, theory
 from linreg_lab.data import Dataset, batch_indices, make_dataset, noise_moments, replicate_seed
 from linreg_lab.models import affine, build_model, closed_form, grid_search, init_params, loss_scale, mean_loss
+from linreg_lab.schema import Reduction, RunConfig, Sampling
 from linreg_lab.train import train
 
 BAND_POINTS = 100  # train/loss_p10 and _p90 (R > 1): a band needs no more points than this
@@ -58,8 +59,9 @@ def history(steps: np.ndarray, per_replicate: np.ndarray) -> tuple[np.ndarray, n
         return steps[alive], np.nanmean(per_replicate[alive], 1)
 
 
-def thinned(count: int, points: int) -> np.ndarray:
-    """Indices of at most ~`points` evenly spaced steps out of `count`, the first and last always kept."""
+def evenly_spaced(count: int, points: int) -> np.ndarray:
+    """Indices of at most ~`points` evenly spaced steps out of `count`, the first and last always kept (the
+    band's steps; what MLflow holds of a history is curves.thinned's choice)."""
     if not count:
         return np.empty(0, int)
     return np.unique(np.r_[np.arange(0, count, max(1, -(-count // points))), count - 1])
@@ -68,33 +70,35 @@ def thinned(count: int, points: int) -> np.ndarray:
 def loss_histories(res, replicated: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """train/loss (every step), quantiles (BAND_POINTS), test and full-data losses."""
     steps = np.arange(1, len(res.train_loss) + 1)
-    out = {"train/loss": history(steps, res.train_loss),
-           "test/loss": history(res.eval_steps, res.test_loss),
-           "train/full_loss": history(res.eval_steps, res.full_loss)}
+    out = {contract.TRAIN_LOSS: history(steps, res.train_loss),
+           contract.TEST_LOSS: history(res.eval_steps, res.test_loss),
+           contract.FULL_LOSS: history(res.eval_steps, res.full_loss)}
     if replicated:
-        band = thinned(len(steps), BAND_POINTS)
+        band = evenly_spaced(len(steps), BAND_POINTS)
         alive = np.isfinite(res.train_loss[band]).any(1)
         losses = torch.from_numpy(res.train_loss[band][alive])
-        for q in (10, 90):  # numpy's nanpercentile loops over rows in Python: ~12 ms a call at R = 8, this 0.05
-            out[f"train/loss_p{q}"] = (steps[band][alive], torch.nanquantile(losses, q / 100, dim=1).numpy())
+        for q in (10, 90):  # torch's nanquantile works on the whole array; numpy's nanpercentile loops over rows
+            out[contract.loss_percentile(q)] = (steps[band][alive], torch.nanquantile(losses, q / 100, dim=1).numpy())
     return out
 
 
-def fit_gradient(cfg: RunConfig, data: Dataset, device: torch.device) -> Fit:
-    """Train a gradient model on all replicates at once with the shared loop."""
+def fit_gradient(cfg: RunConfig, data: Dataset, device: torch.device,
+                 progress: Callable[[int], object] | None = None) -> Fit:
+    """Train a gradient model on all replicates at once with the shared loop (`progress`: train's bar hook)."""
     w0, b0 = init_params(cfg.model, data.X.shape[-1], seeds(cfg, "init", cfg.init_seed), data.X.dtype)
     model = build_model(w0.to(device), b0.to(device), cfg.model, cfg.lr, cfg.optimizer)
     idx = batch_indices(data.X.shape[1], cfg.batch_size, cfg.steps, cfg.data.streaming,
                         seeds(cfg, "order", cfg.order_seed), cfg.data.sampling is Sampling.replacement)
-    res = train(model, data.to(device), None if idx is None else idx.to(device), cfg.steps, cfg.eval_every)
+    res = train(model, data.to(device), None if idx is None else idx.to(device), cfg.steps, cfg.eval_every,
+                progress)
     histories = loss_histories(res, cfg.replicates > 1)
     fit = Fit(res.w, res.b, histories, curves=res.train_loss, w_init=w0.numpy(), b_init=b0.numpy(),
-              full_curve=histories["train/full_loss"], diverged_at=res.diverged_at,
+              full_curve=histories[contract.FULL_LOSS], diverged_at=res.diverged_at,
               steps_done=len(res.train_loss), interrupted=res.interrupted)
-    fit.finals = {"time/train_s": res.seconds, "diverged": float(fit.diverged_step is not None),
-                  "diverged_fraction": float((res.diverged_at > 0).mean())}
+    fit.finals = {contract.TIME_TRAIN: res.seconds, contract.DIVERGED: float(fit.diverged_step is not None),
+                  contract.DIVERGED_FRACTION: float((res.diverged_at > 0).mean())}
     if fit.diverged_step is not None:
-        fit.finals["diverged_step"] = float(fit.diverged_step)
+        fit.finals[contract.DIVERGED_STEP] = float(fit.diverged_step)
     return fit
 
 
@@ -107,14 +111,15 @@ def fit_solver(cfg: RunConfig, data: Dataset) -> Fit:
         g = grid_search(data.X, data.y, cfg.model)
         costs = g.costs.mean(0).numpy()
         fit = Fit(g.w, g.b, grid=(g.grid.numpy(), costs))
-        fit.histories["grid/cost"] = (np.arange(len(costs)), costs)
-    fit.finals = {"time/train_s": time.perf_counter() - start, "diverged": 0.0, "diverged_fraction": 0.0}
+        fit.histories[contract.GRID_COST] = (np.arange(len(costs)), costs)
+    fit.finals = {contract.TIME_TRAIN: time.perf_counter() - start, contract.DIVERGED: 0.0,
+                  contract.DIVERGED_FRACTION: 0.0}
     X, y = data.X.double(), data.y.double()
-    for key, value in (("train/full_loss", mean_loss(affine(X, fit.w, fit.b), y, cfg.model.loss)),
-                       ("test/loss", mean_loss(affine(data.X_test.double(), fit.w, fit.b), data.y_test.double(),
+    for key, value in ((contract.FULL_LOSS, mean_loss(affine(X, fit.w, fit.b), y, cfg.model.loss)),
+                       (contract.TEST_LOSS, mean_loss(affine(data.X_test.double(), fit.w, fit.b), data.y_test.double(),
                                                cfg.model.loss))):
         fit.histories[key] = (np.array([0]), np.array([float(value.mean())]))
-    fit.full_curve = fit.histories["train/full_loss"]
+    fit.full_curve = fit.histories[contract.FULL_LOSS]
     return fit
 
 
@@ -134,8 +139,8 @@ def score(cfg: RunConfig, data: Dataset, fit: Fit) -> tuple[dict[str, float], di
     X, y = data.X.double().cpu(), data.y.double().cpu()
     ols_loss = mean_loss(affine(X, w_ols, b_ols), y, cfg.model.loss)
     noise_mean, noise_var = noise_moments(cfg.data, cfg.noise)
-    out = {"ols/loss": float(ols_loss.mean()), "est/finite_replicates": float(ok.sum())}
-    out.update(analysis.theory_metrics(data.X, cfg.model.fit_intercept, noise_var, curvature(cfg, X.shape[1])))
+    out = {contract.OLS_LOSS: float(ols_loss.mean()), contract.EST_FINITE_REPLICATES: float(ok.sum())}
+    out.update(analysis.design_metrics(data.X, cfg.model.fit_intercept, noise_var, curvature(cfg, X.shape[1])))
     if len(w):
         out.update(analysis.parameter_errors(w, b, cfg.data.true_w, cfg.data.true_b, w_ols[ok], b_ols[ok]))
         out.update(analysis.estimation_metrics(w, b, cfg.data.true_w, cfg.data.true_b, w_ols[ok]))
@@ -143,17 +148,17 @@ def score(cfg: RunConfig, data: Dataset, fit: Fit) -> tuple[dict[str, float], di
         f_grid = X_grid @ torch.tensor(cfg.data.true_w, dtype=torch.float64) + cfg.data.true_b + noise_mean
         out.update(analysis.prediction_metrics(w, b, X_grid, f_grid, data.y_test.double().cpu(), noise_var))
         for x in cfg.data.predict_at:
-            out[f"predict/{x:g}"] = float((w[:, 0] * x + b).mean())
+            out[contract.PREDICT_AT.format(x=f"{x:g}")] = float((w[:, 0] * x + b).mean())
     if fit.full_curve is not None and len(fit.full_curve[0]) and not cfg.is_solver:
-        per_step = fit.finals["time/train_s"] / max(fit.steps_done, 1)
-        out.update(analysis.time_to_target(fit.full_curve[0], fit.full_curve[1], out["ols/loss"], cfg.target_rel,
+        per_step = fit.finals[contract.TIME_TRAIN] / max(fit.steps_done, 1)
+        out.update(analysis.time_to_target(fit.full_curve[0], fit.full_curve[1], out[contract.OLS_LOSS], cfg.target_rel,
                                            cfg.batch_size or X.shape[1], per_step, cfg.steps))
     momentum = getattr(cfg.optimizer, "momentum", 0.0) if cfg.optimizer.name == "momentum" else 0.0
     verdict = "n/a" if cfg.is_solver else analysis.stability_verdict(
-        cfg.optimizer.name, cfg.lr, momentum, out["theory/lr_max"], fit.diverged_step is not None)
+        cfg.optimizer.name, cfg.lr, momentum, out[contract.THEORY_LR_MAX], fit.diverged_step is not None)
     kind = theory_kind(cfg)
     if kind != "none" and bool(ok.any()):
-        predicted = theory_metrics(cfg, data, fit, ok, stable=verdict in ("stable_as_predicted", "n/a",
+        predicted = predicted_metrics(cfg, data, fit, ok, stable=verdict in ("stable_as_predicted", "n/a",
                                                                           "diverged_below_bound"))
         out.update({k: v for k, v in predicted.items() if np.isfinite(v)})
     return out, {"stability": verdict, "theory": kind}
@@ -173,7 +178,7 @@ def theory_kind(cfg: RunConfig) -> str:
     if cfg.model.name == "closed_form":
         return "exact"
     opt = cfg.optimizer
-    if opt.name not in ("sgd", "momentum") or opt.nesterov or opt.dampening:
+    if opt.name not in contract.GD_FAMILY or opt.nesterov or opt.dampening:
         return "none"
     return "exact" if full_batch(cfg) else "approximate"
 
@@ -198,21 +203,22 @@ def theory_problem(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor) ->
                           labels_fixed="data" not in cfg.replicate_over)
 
 
-def theory_metrics(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor, stable: bool) -> dict[str, float]:
-    """theory/est/*, theory/pred/* (where the run is stable), theory/best_weight_decay and theory/best_steps."""
+def predicted_metrics(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor, stable: bool) -> dict[str, float]:
+    """What theory predicts for this run's replicates: theory/est/*, theory/pred/* (where the run is stable),
+    theory/best_weight_decay and theory/best_steps."""
     pr = theory_problem(cfg, data, fit, ok)
-    out = {"theory/best_weight_decay": theory.best_weight_decay(pr)}
+    out = {contract.THEORY_BEST_WEIGHT_DECAY: theory.best_weight_decay(pr)}
     if cfg.model.name == "closed_form":
         return {**out, **theory.summarize(pr, theory.ridge(pr), len(cfg.data.true_w))}
     momentum = cfg.optimizer.momentum
     if not momentum:
-        out["theory/best_steps"] = theory.best_steps(pr, cfg.lr, 100 * cfg.steps)
+        out[contract.THEORY_BEST_STEPS] = theory.best_steps(pr, cfg.lr, 100 * cfg.steps)
     if not stable:
         return out
     moments = theory.gradient_descent(pr, cfg.lr, momentum, cfg.steps)
     if not full_batch(cfg):
         noise = theory.sgd_noise(pr, cfg.lr, momentum, cfg.steps, cfg.batch_size)
         d = len(cfg.data.true_w)
-        out["theory/est/w_var_sgd"] = float(noise[:, :d, :d].diagonal(dim1=1, dim2=2).sum(1).mean())
+        out[contract.THEORY_W_VAR_SGD] = float(noise[:, :d, :d].diagonal(dim1=1, dim2=2).sum(1).mean())
         moments.cov = moments.cov + noise
     return {**out, **theory.summarize(pr, moments, len(cfg.data.true_w))}

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from linreg_lab import console, curves, tracking
-from linreg_lab.config import ConfigError, RunConfig
+from linreg_lab import console, contract, curves, tracking
 from linreg_lab.data import Dataset
+from linreg_lab.devices import pick_device
 from linreg_lab.fitting import Fit, fit_gradient, fit_solver, load_data, score
+from linreg_lab.schema import RunConfig
 
 
 @dataclass
@@ -30,17 +31,6 @@ class JobContext:
     parent_run_id: str | None = None
     label: str = ""  # "[3/4]" inside a sweep
     sweep_dir: str | None = None  # inside a sweep: finds the parent where LINREG_LAB_PARENT_RUN_ID did not arrive
-
-
-def pick_device(name: str) -> torch.device:
-    """auto -> cuda, then mps, then cpu; an explicit device that is missing is a ConfigError."""
-    has = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
-    if name == "auto":
-        return torch.device(next(d for d in ("cuda", "mps", "cpu") if has[d]))
-    if not has[name]:
-        here = ", ".join(["auto"] + [d for d, ok in has.items() if ok])
-        raise ConfigError(f"device={name} is not available on this machine; allowed here: {here}")
-    return torch.device(name)
 
 
 IN_NAME = ("optimizer", "lr", "batch_size", "noise", "seed", "model", "replicates", "experiment", "resume", "device",
@@ -79,20 +69,20 @@ def git_commit() -> str | None:
 
 def write_artifacts(cfg: RunConfig, ctx: JobContext, data: Dataset, fit: Fit, out: Path) -> None:
     """config.yaml, data.npz, curves.npz, curve.csv, replicates.npz, and the pictures for one-feature data."""
-    (out / "config.yaml").write_text(ctx.config_yaml)
-    curves.save(out / curves.ARTIFACT, fit.histories)
+    (out / contract.CONFIG_YAML).write_text(ctx.config_yaml)
+    curves.save(out / contract.CURVES_NPZ, fit.histories)
     one = cfg.replicates == 1  # a single replicate keeps the tutorials' shapes: X (n, d), w_init (d,)
     pick = (lambda a: a[0]) if one else (lambda a: a)
-    np.savez(out / "data.npz", X=pick(data.X.cpu().numpy()), y=pick(data.y.cpu().numpy()),
+    np.savez(out / contract.DATA_NPZ, X=pick(data.X.cpu().numpy()), y=pick(data.y.cpu().numpy()),
              w_init=pick(fit.w_init) if len(fit.w_init) else fit.w_init,
              b_init=pick(fit.b_init) if len(fit.b_init) else fit.b_init,
              X_test=data.X_test.cpu().numpy(), y_test=data.y_test.cpu().numpy())
     if len(fit.curves):
         with np.errstate(all="ignore"):
             mean = fit.curves[:, 0] if one else np.nanmean(fit.curves, 1)
-        write_curve(out / "curve.csv", mean)
+        write_curve(out / contract.CURVE_CSV, mean)
     if not one:
-        np.savez(out / "replicates.npz", train_loss=fit.curves, w=fit.w.numpy(), b=fit.b.numpy(),
+        np.savez(out / contract.REPLICATES_NPZ, train_loss=fit.curves, w=fit.w.numpy(), b=fit.b.numpy(),
                  w_init=fit.w_init, b_init=fit.b_init, diverged_at=fit.diverged_at)
     if data.X.shape[-1] == 1:
         draw(cfg, ctx, data, fit, out)
@@ -101,33 +91,39 @@ def write_artifacts(cfg: RunConfig, ctx: JobContext, data: Dataset, fit: Fit, ou
 def write_curve(path: Path, mean: np.ndarray) -> None:
     """step,train_loss lines, as np.savetxt(fmt=["%d", "%.9g"]) writes them, in a third of its time."""
     with open(path, "w") as f:
-        f.write("step,train_loss\n")
+        f.write(f"{contract.CURVE_CSV_HEADER}\n")
         f.writelines(f"{step},{value:.9g}\n" for step, value in enumerate(mean.tolist(), 1))
 
 
 def draw(cfg: RunConfig, ctx: JobContext, data: Dataset, fit: Fit, out: Path) -> None:
     """The fitted line over replicate 0's data, and the grid's cost curve."""
-    from linreg_lab import plots  # matplotlib costs ~0.5 s: only runs that draw pay it
+    from linreg_lab import plots  # matplotlib loads only for runs that draw
 
     name = run_name(cfg, ctx.overrides)
     plots.plot_fit(data.X[0].cpu().numpy(), data.y[0].cpu().numpy(), float(fit.w[0, 0]), float(fit.b[0]),
-                   cfg.data.true_w[0], cfg.data.true_b, out / "fit.png", name)
+                   cfg.data.true_w[0], cfg.data.true_b, out / contract.FIT_PNG, name)
     if fit.grid is not None:
         grid_w, costs = fit.grid
-        np.savetxt(out / "grid.csv", np.c_[grid_w, costs], delimiter=",", header="w,cost", comments="")
-        plots.plot_grid_cost(grid_w[:, 0], costs, float(fit.w[0, 0]), out / "grid_cost.png", name)
+        np.savetxt(out / contract.GRID_CSV, np.c_[grid_w, costs], delimiter=",", header="w,cost", comments="")
+        plots.plot_grid_cost(grid_w[:, 0], costs, float(fit.w[0, 0]), out / contract.GRID_COST_PNG, name)
 
 
 def job_tags(cfg: RunConfig, ctx: JobContext, device: torch.device) -> dict[str, str]:
     """Tags set when the run is created."""
-    tags = {"run_kind": "job", "device": str(device), "torch_version": torch.__version__,
-            "overrides": " ".join(ctx.overrides), "model": cfg.model.name, "config_hash": ctx.config_hash}
+    tags = {contract.RUN_KIND: "job", contract.DEVICE: str(device), contract.TORCH_VERSION: torch.__version__,
+            contract.OVERRIDES: " ".join(ctx.overrides), contract.MODEL: cfg.model.name,
+            contract.CONFIG_HASH: ctx.config_hash}
     if cfg.experiment:
-        tags["preset"] = cfg.experiment
+        tags[contract.PRESET] = cfg.experiment
     commit = git_commit()
     if commit:
-        tags["git_commit"] = commit
+        tags[contract.GIT_COMMIT] = commit
     return tags
+
+
+def step_bar(total: int):
+    """A job's bar over its steps, for the training loop to move (drawn on a terminal only)."""
+    return console.progress(total, "step")
 
 
 def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
@@ -137,12 +133,13 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
     client, exp_id = tracking.open_experiment(ctx.tracking_uri, cfg.mlflow.experiment)
     name = run_name(cfg, ctx.overrides)
     if cfg.resume:
-        done = tracking.finished_run_with(client, exp_id, "config_hash", ctx.config_hash)
+        done = tracking.finished_run_with(client, exp_id, contract.CONFIG_HASH, ctx.config_hash)
         if done:
             console.say(f"{ctx.label}{name}: already FINISHED as run {done}, skipped (resume=true)")
             return {}
     # a worker of a cluster started on its own (Ray, SLURM) may not inherit the launching process's environment
-    parent = ctx.parent_run_id or (tracking.latest_run_with(client, exp_id, "sweep_dir", ctx.sweep_dir, "RUNNING")
+    parent = ctx.parent_run_id or (tracking.latest_run_with(client, exp_id, contract.SWEEP_DIR, ctx.sweep_dir,
+                                                                   "RUNNING")
                                    if ctx.sweep_dir else None)
     # params go in with the run: a failed run still says what it was
     run_id = tracking.start_run(client, exp_id, name, job_tags(cfg, ctx, device), parent, params=ctx.params)
@@ -164,7 +161,7 @@ def fit_and_log(cfg: RunConfig, ctx: JobContext, client, run_id: str, device: to
                 start: float) -> tuple[Fit, dict[str, float]]:
     """Fit, write the artifacts, then log metrics and tags and end the run, in one write where the store allows."""
     data = load_data(cfg)
-    fit = fit_solver(cfg, data) if cfg.is_solver else fit_gradient(cfg, data, device)
+    fit = fit_solver(cfg, data) if cfg.is_solver else fit_gradient(cfg, data, device, step_bar)
     metrics, tags = score(cfg, data, fit)
     finals = {**fit.finals, **metrics}
     local = tracking.artifact_dir(client, run_id)
@@ -174,20 +171,21 @@ def fit_and_log(cfg: RunConfig, ctx: JobContext, client, run_id: str, device: to
         with tempfile.TemporaryDirectory(prefix="linreg_lab-") as tmp:
             write_artifacts(cfg, ctx, data, fit, Path(tmp))
             tracking.log_artifacts(client, run_id, Path(tmp))
-    finals["time/total_s"] = time.perf_counter() - start
+    finals[contract.TIME_TOTAL] = time.perf_counter() - start
     outcome = "diverged" if fit.diverged_step is not None else "completed"
-    tags["outcome"] = "interrupted" if fit.interrupted else outcome
+    tags[contract.OUTCOME] = "interrupted" if fit.interrupted else outcome
     status = "FINISHED"
     if fit.interrupted is not None:
-        status, tags["error"] = "KILLED", f"interrupted at step {fit.steps_done}: {fit.interrupted}"
+        status, tags[contract.ERROR] = "KILLED", f"interrupted at step {fit.steps_done}: {fit.interrupted}"
     tracking.log_metrics(client, run_id, fit.histories, finals, tags, status)
     return fit, finals
 
 
 def print_result(name: str, ctx: JobContext, fit: Fit, finals: dict[str, float]) -> None:
     """The job's one line: settings and results."""
-    hist = fit.histories.get("train/full_loss") or fit.histories.get("train/loss") or ([], [])
+    hist = fit.histories.get(contract.FULL_LOSS) or fit.histories.get(contract.TRAIN_LOSS) or ([], [])
     loss = hist[1][-1] if len(hist[1]) else float("nan")
     state = f" DIVERGED at step {fit.diverged_step}" if fit.diverged_step is not None else ""
-    console.say(f"{ctx.label}{name}: loss {loss:.4g}, |w-w_true| {finals.get('w_error/l2', float('nan')):.3g}, "
-                f"b-b_true {finals.get('b_error', float('nan')):+.3g}, {finals['time/total_s']:.2f}s{state}")
+    w_err, b_err = finals.get(contract.W_ERROR, float("nan")), finals.get(contract.B_ERROR, float("nan"))
+    console.say(f"{ctx.label}{name}: loss {loss:.4g}, |w-w_true| {w_err:.3g}, b-b_true {b_err:+.3g}, "
+                f"{finals[contract.TIME_TOTAL]:.2f}s{state}")

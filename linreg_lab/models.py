@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from linreg_lab.analysis import least_squares
-from linreg_lab.config import ClosedFormConfig, GradientModelConfig, GridConfig, Init, Loss, Reduction, SGDConfig
 from linreg_lab.optimizers import OptimizerConfig, build_torch_optimizer, build_update
+from linreg_lab.schema import ClosedFormConfig, GradientModelConfig, GridConfig, Init, Loss, Reduction, SGDConfig
 
 
 def loss_scale(loss: Loss) -> float:

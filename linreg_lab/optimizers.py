@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from linreg_lab.config import AdamConfig, RMSpropConfig, SGDConfig
+from linreg_lab.schema import AdamConfig, RMSpropConfig, SGDConfig
 
 OptimizerConfig = SGDConfig | RMSpropConfig | AdamConfig
 

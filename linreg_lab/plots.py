@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
+from linreg_lab import contract as C  # noqa: E402
 from linreg_lab.tables import (  # noqa: E402
     KNOBS,
     best_lr_table,
@@ -70,7 +71,7 @@ def save(fig, path: Path) -> None:
 
 def convergence(runs, hist):
     """train/loss against step, a panel per optimizer, a line per learning rate, bands, LS floor."""
-    curves = hist[hist["metric"] == "train/loss"]
+    curves = hist[hist["metric"] == C.TRAIN_LOSS]
     if curves.empty:
         return None, ("nothing to show: no run has a train/loss history (a solver-only sweep); for example: "
                       f"{ONE_KNOB}")
@@ -78,14 +79,14 @@ def convergence(runs, hist):
     fig, axes = plt.subplots(1, len(optimizers), figsize=(4.2 * len(optimizers), 3.6), squeeze=False, sharey=True)
     palette = sns.color_palette("viridis", curves["lr"].nunique())
     colors = dict(zip(sorted(curves["lr"].dropna().unique()), palette))
-    quantiles = hist[hist["metric"].isin(["train/loss_p10", "train/loss_p90"])]
+    quantiles = hist[hist["metric"].isin([C.TRAIN_LOSS_P10, C.TRAIN_LOSS_P90])]
     for ax, opt in zip(axes[0], optimizers):
         for lr, by_lr in curves[curves["optimizer"] == opt].groupby("lr"):
             step, mid, band_step, lo, hi = lr_band(by_lr, quantiles)
             ax.plot(step, mid, color=colors.get(lr), lw=1, label=f"lr {lr:g}")
             if lo is not None:
                 ax.fill_between(band_step, lo, hi, color=colors.get(lr), alpha=0.15)
-        floor = runs.loc[runs["optimizer"] == opt, "ols/loss"].mean() if "ols/loss" in runs else np.nan
+        floor = runs.loc[runs["optimizer"] == opt, C.OLS_LOSS].mean() if C.OLS_LOSS in runs else np.nan
         if np.isfinite(floor) and floor > 0:
             ax.axhline(floor, color="k", ls="--", lw=1, label="least squares")
         ax.set(yscale="log", xscale="log", title=str(opt), xlabel="step")
@@ -93,7 +94,7 @@ def convergence(runs, hist):
     start = curves.sort_values("step").groupby("run_id")["value"].first().median()
     if np.isfinite(start) and start > 0:  # diverging curves would squash the rest: they leave the top
         axes[0][0].set_ylim(top=start * 100)
-    axes[0][0].set_ylabel("train/loss")
+    axes[0][0].set_ylabel(C.TRAIN_LOSS)
     for axis in (a for ax in axes[0] for a in (ax.xaxis, ax.yaxis)):
         low, high = axis.get_view_interval()
         if high > 1000 * low:  # ~80 unlabelled marks a panel over 9 decades: most of the figure's drawing time
@@ -109,7 +110,7 @@ def lr_band(by_lr, quantiles):
     ids = by_lr["run_id"].unique()
     if len(ids) == 1:
         own = quantiles[quantiles["run_id"] == ids[0]]
-        lo, hi = (own[own["metric"] == f"train/loss_p{q}"].sort_values("step") for q in (10, 90))
+        lo, hi = (own[own["metric"] == C.loss_percentile(q)].sort_values("step") for q in (10, 90))
         if len(lo) and len(lo) == len(hi):
             return by_lr["step"], by_lr["value"], lo["step"].to_numpy(), lo["value"].to_numpy(), hi["value"].to_numpy()
         return by_lr["step"], by_lr["value"], None, None, None
@@ -146,16 +147,16 @@ def lr_sensitivity(runs, hist):
     """Final |w - w_true| against learning rate, a line per optimizer, diverged runs marked, 2/lambda_max."""
     if "lr" not in varied_knobs(runs):
         return None, f"nothing to show: the sweep did not vary the learning rate; for example: {ONE_KNOB}"
-    ok = runs[(runs["state"] == "finished") & runs["w_error/l2"].notna()]
+    ok = runs[(runs["state"] == "finished") & runs[C.W_ERROR].notna()]
     bad = runs[runs["state"] == "diverged"]
     if ok.empty and bad.empty:
         return None, "nothing to show: no run finished"
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    sns.lineplot(data=ok, x="lr", y="w_error/l2", hue="optimizer", marker="o", ax=ax, errorbar=("pi", 80))
-    top = ok["w_error/l2"].max() if len(ok) else 1.0
+    sns.lineplot(data=ok, x="lr", y=C.W_ERROR, hue="optimizer", marker="o", ax=ax, errorbar=("pi", 80))
+    top = ok[C.W_ERROR].max() if len(ok) else 1.0
     if len(bad):
         ax.scatter(bad["lr"], np.full(len(bad), top * 2), marker="x", color="r", label="diverged")
-    bound = runs["theory/lr_max"].median() if "theory/lr_max" in runs else np.nan
+    bound = runs[C.THEORY_LR_MAX].median() if C.THEORY_LR_MAX in runs else np.nan
     if np.isfinite(bound):
         ax.axvline(bound, color="k", ls="--", lw=1, label="2/λmax (full-batch GD)")
     ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final |w - w_true|")
@@ -163,8 +164,8 @@ def lr_sensitivity(runs, hist):
     return fig, "Red crosses: diverged runs. Bands: spread across runs with the same settings."
 
 
-QUANTITIES = {"w": (("est/w_bias2", "bias²"), ("est/w_var", "variance"), ("est/w_mse", "MSE")),
-              "pred": (("pred/bias2", "bias²"), ("pred/var", "variance"), ("pred/test_mse", "test MSE"))}
+QUANTITIES = {"w": ((C.EST_W_BIAS2, "bias²"), (C.EST_W_VAR, "variance"), (C.EST_W_MSE, "MSE")),
+              "pred": ((C.PRED_BIAS2, "bias²"), (C.PRED_VAR, "variance"), (C.PRED_TEST_MSE, "test MSE"))}
 WHAT = {"w": "of ŵ", "pred": "of predictions"}
 
 
@@ -250,7 +251,7 @@ def draw_quantity(ax, by_x, key: str, color, name: str, kind: str):
     # plain arrays: matplotlib reads a one-point Series through float(), which pandas deprecates
     ax.errorbar(mean.index.to_numpy(), mean.to_numpy(), yerr=np.stack([np.minimum(se, 0.9 * mean), se]),
                 color=color, marker="o", ms=4, lw=1, capsize=2, label=name)
-    theory = by_x["theory/" + key].mean().dropna()
+    theory = by_x[C.theory_of(key)].mean().dropna()
     ax.set_yscale("log")
     y_range(ax, mean.to_numpy(), theory.to_numpy())
     if not len(theory):
@@ -287,7 +288,7 @@ def y_range(ax, measured: np.ndarray, theory: np.ndarray) -> None:
 
 def mark_optimum(ax, part, knob: str, key: str) -> None:
     """On weight-decay and budget panels: the measured minimum of the MSE and theory's optimum."""
-    theory_col = {"weight_decay": "theory/best_weight_decay", "steps": "theory/best_steps"}.get(knob)
+    theory_col = {"weight_decay": C.THEORY_BEST_WEIGHT_DECAY, "steps": C.THEORY_BEST_STEPS}.get(knob)
     if theory_col is None:
         return
     means = part.assign(knob_x=knob_values(part, knob)).groupby("knob_x")[key].mean().dropna()
@@ -310,7 +311,7 @@ def heatmap(runs, hist):
     """Final |w - w_true| over optimizer x learning rate; diverged cells say so."""
     if not ("lr" in varied_knobs(runs) and "optimizer" in runs):
         return None, f"nothing to show: needs several learning rates; for example: {ONE_KNOB}"
-    table = runs[runs["state"] == "finished"].pivot_table(index="optimizer", columns="lr", values="w_error/l2",
+    table = runs[runs["state"] == "finished"].pivot_table(index="optimizer", columns="lr", values=C.W_ERROR,
                                                          aggfunc="mean")
     diverged = runs.assign(d=runs["state"] == "diverged").pivot_table(index="optimizer", columns="lr", values="d",
                                                                        aggfunc="any")
@@ -332,13 +333,13 @@ PER_RUN_BARS = 40  # beyond this many runs, wall time is drawn per optimizer (a 
 
 def wall_time(runs, hist):
     """Wall time: the whole job and its training loop, a bar per run, or per optimizer (median, 10-90%)."""
-    if "time/total_s" not in runs or runs["time/total_s"].isna().all():
+    if C.TIME_TOTAL not in runs or runs[C.TIME_TOTAL].isna().all():
         return None, "nothing to show: no run recorded its time"
-    df = runs.dropna(subset=["time/total_s"]).sort_values("time/total_s")
+    df = runs.dropna(subset=[C.TIME_TOTAL]).sort_values(C.TIME_TOTAL)
     if len(df) <= PER_RUN_BARS:
         fig, ax = plt.subplots(figsize=(7, 0.22 * len(df) + 1.5))
-        ax.barh(df["run_name"], df["time/total_s"], color="C0", label="whole job")
-        ax.barh(df["run_name"], df["time/train_s"], color="C1", label="training loop")
+        ax.barh(df["run_name"], df[C.TIME_TOTAL], color="C0", label="whole job")
+        ax.barh(df["run_name"], df[C.TIME_TRAIN], color="C1", label="training loop")
         ax.set(xlabel="seconds")
         ax.tick_params(axis="y", labelsize=6)
         ax.legend()
@@ -346,8 +347,8 @@ def wall_time(runs, hist):
     group = "optimizer" if "optimizer" in df and df["optimizer"].notna().any() else "model"
     rows = df.groupby(group, dropna=False)
     fig, ax = plt.subplots(figsize=(7, 0.6 * rows.ngroups + 1.5))
-    for offset, (col, color, label) in enumerate([("time/total_s", "C0", "whole job"),
-                                                  ("time/train_s", "C1", "training loop")]):
+    for offset, (col, color, label) in enumerate([(C.TIME_TOTAL, "C0", "whole job"),
+                                                  (C.TIME_TRAIN, "C1", "training loop")]):
         q = rows[col].quantile([0.1, 0.5, 0.9]).unstack()
         y = np.arange(len(q)) + 0.2 * (offset - 0.5)
         ax.barh(y, q[0.5], height=0.4, color=color, label=label,

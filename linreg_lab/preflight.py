@@ -2,15 +2,15 @@
 
 `preflight(argv)` runs before Hydra launches anything and before torch or MLflow load
 (torch only for device=cuda/mps, to ask whether the device exists). Each problem is one
-line: what was wrong and what is allowed. Composing with Hydra costs ~60 ms, so a sweep
-composes once per distinct choice of config groups and applies the swept values on a copy.
+line: what was wrong and what is allowed. The jobs are the sweeper's own expansion
+(composing.grid_jobs); each is composed by cache (composing.CachedComposer), since a sweep's
+jobs mostly share their config groups and a Hydra composition is the slow part of a check.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import itertools
 import os
 import socket
 import tempfile
@@ -22,8 +22,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import OmegaConf
 
-from linreg_lab.composing import GROUPS, CachedComposer
-from linreg_lab.config import ConfigError, check_config, resolve_tracking_uri
+from linreg_lab.composing import GROUPS, CachedComposer, grid_jobs
+from linreg_lab.config import check_config
+from linreg_lab.contract import TRACKING_URI_ENV
+from linreg_lab.schema import ConfigError
+from linreg_lab.store_uri import resolve_tracking_uri, sqlite_path
 
 HYDRA_FLAGS = ("-m", "--multirun")  # any other flag (--cfg, --help, ...) is left to Hydra alone
 
@@ -81,10 +84,16 @@ def check_pool(primary) -> None:
                           "or -1 for one per CPU")
 
 
-def expand(fixed: list[str], swept: list[Override]) -> list[list[str]]:
-    """Every job's overrides: the fixed ones plus one value of each swept key (cartesian product)."""
-    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in swept]
-    return [fixed + list(combo) for combo in itertools.product(*axes)]
+def command_jobs(primary, task_args: list[str], multirun: bool) -> list[list[str]]:
+    """The jobs of the command, as the sweeper will launch them: one for a single run; for a sweep, the
+    grid of hydra.sweeper.params and the command line's task overrides."""
+    if not multirun:
+        return [task_args]
+    params = dict(OmegaConf.select(primary, "hydra.sweeper.params") or {})
+    try:
+        return grid_jobs(params, task_args, OverridesParser.create())
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def one_line(err: BaseException) -> str:
@@ -120,7 +129,7 @@ def check_devices(names: set[str]) -> None:
         # torch asks NVML, so CUDA stays uninitialised in this process and workers forked from it
         # (hydra/launcher=pool) can still initialise it; torch falls back to the runtime if NVML fails
         os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-        from linreg_lab.job import pick_device
+        from linreg_lab.devices import pick_device
 
         for name in sorted(wanted):
             pick_device(name)
@@ -130,8 +139,8 @@ def check_tracking_uri(uri: str) -> None:
     """A store we can reach: a writable folder for sqlite/file, a listening port for a server."""
     parts = urllib.parse.urlparse(uri)
     if parts.scheme == "sqlite":
-        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
-        if not path or not Path(path).parent.is_dir() or not os.access(Path(path).parent, os.W_OK):
+        path = sqlite_path(uri)
+        if not path or not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
             raise ConfigError(f"tracking URI {uri}: no writable folder for the database; "
                               "allowed: sqlite:///PATH in an existing, writable folder")
         return
@@ -142,7 +151,7 @@ def check_tracking_uri(uri: str) -> None:
             socket.create_connection((parts.hostname, port), timeout=3).close()
         except OSError as err:
             raise ConfigError(f"tracking URI {uri} is unreachable ({err.strerror or err}); "
-                              "start the server or set MLFLOW_TRACKING_URI") from None
+                              f"start the server or set {TRACKING_URI_ENV}") from None
         return
     if parts.scheme in ("", "file") and uri:
         return
@@ -175,8 +184,7 @@ def preflight(argv: list[str], conf: Path) -> int | None:
         raise ConfigError(f"cannot parse the overrides: {one_line(err)}") from None
     check_group_choices(conf, parsed)
     check_launcher(parsed)
-    is_hydra = [o.key_or_group.startswith("hydra") for o in parsed]
-    fixed = [a for a, o, h in zip(args, parsed, is_hydra) if not h and not (multirun and o.is_sweep_override())]
+    task_args = [a for a, o in zip(args, parsed) if not o.key_or_group.startswith("hydra")]
     with initialize_config_dir(str(conf), version_base="1.3"):
         try:
             primary = compose("config", [a for a, o in zip(args, parsed) if not o.is_sweep_override()],
@@ -184,13 +192,9 @@ def preflight(argv: list[str], conf: Path) -> int | None:
         except Exception as err:
             raise ConfigError(one_line(err)) from None
         check_pool(primary)
-        swept = [o for o, h in zip(parsed, is_hydra) if multirun and o.is_sweep_override() and not h]
-        keys = {o.get_key_element() for o in swept}
-        params = OmegaConf.select(primary, "hydra.sweeper.params") or {}
-        extra = [f"{k}={v}" for k, v in params.items() if k not in keys] if multirun else []
-        extra_parsed = OverridesParser.create().parse_overrides(extra)
-        check_group_choices(conf, extra_parsed)
-        jobs = expand(fixed, swept + [o for o in extra_parsed if o.is_sweep_override()])
+        jobs = command_jobs(primary, task_args, multirun)
+        lines = list(dict.fromkeys(line for job in jobs for line in job))  # hydra.sweeper.params' choices too
+        check_group_choices(conf, OverridesParser.create().parse_overrides(lines))
         checked = check_jobs(jobs, multirun)
         out_dir = primary.hydra.sweep.dir if multirun else primary.hydra.run.dir
     check_devices({c.device for c in checked})

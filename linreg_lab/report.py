@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from linreg_lab import contract as C
 from linreg_lab import describe
 from linreg_lab.findings import findings, num
 from linreg_lab.tables import HISTORY_KEYS, best_lr_table, problem_table, tidy_histories, tidy_runs, tutorial_table
@@ -29,12 +30,12 @@ COLUMNS = {  # table column -> heading with its unit (the loss is in squared uni
     "est_w_stat_mse": "‖w_ols − w‖² (data's part)", "ttt_steps": "time to target (steps)",
     "ttt_seconds": "time to target (s)", "ttt_censored": "share never at target",
     "run_name": "run", "state": "state", "lr": "lr", "batch_size": "batch size", "noise": "noise (σ)",
-    "weight_decay": "weight decay", "train/full_loss": "final loss (train set)", "w_error/l2": "‖ŵ − w‖",
-    "b_error": "b̂ − b", "time/total_s": "time (s)", "diverged_step": "diverged at step",
-    "diverged_fraction": "share of replicates diverged", "theory/lr_max": "2/λmax",
+    "weight_decay": "weight decay", C.FULL_LOSS: "final loss (train set)", C.W_ERROR: "‖ŵ − w‖",
+    C.B_ERROR: "b̂ − b", C.TIME_TOTAL: "time (s)", C.DIVERGED_STEP: "diverged at step",
+    C.DIVERGED_FRACTION: "share of replicates diverged", C.THEORY_LR_MAX: "2/λmax",
 }
 ALL_RUNS = ["run_name", "state", "optimizer", "lr", "batch_size", "noise", "weight_decay", "replicates",
-            "train/full_loss", "w_error/l2", "b_error", "time/total_s"]
+            C.FULL_LOSS, C.W_ERROR, C.B_ERROR, C.TIME_TOTAL]
 OPEN_ROWS = 12  # a longer table is collapsed (<details>) until the reader opens it
 LOOK_AT = {  # what each figure is for, said first in its caption
     "Convergence": "Look at which rate reaches the dashed least-squares floor first, and how wide its band is.",
@@ -153,8 +154,8 @@ def build(runs: pd.DataFrame, hist: pd.DataFrame, out: Path, title: str, header:
               ("Diverged, failed, killed and unfinished runs", problem_table(runs)),
               ("Tutorial presets: learned and true minus learned", tutorial_table(runs)),
               ("All runs", runs[[c for c in ALL_RUNS if c in runs]])]
-    runs.to_csv(out / "runs.csv", index=False)
-    page = out / "report.html"
+    runs.to_csv(out / C.RUNS_CSV, index=False)
+    page = out / C.REPORT_HTML
     page.write_text(render_html(title, header, figures, tables, findings(runs)))
     return page
 
@@ -166,9 +167,10 @@ def runs_by_state(runs: pd.DataFrame) -> str:
 def page_header(runs: pd.DataFrame, uri: str, ui: str, parent_tags: dict[str, str] | None) -> dict[str, str]:
     """What the page reports on: the sweep's command, the store, the MLflow UI, the date, the commit, the runs."""
     tags = parent_tags or {}
-    command = tags.get("command") or (f"python -m linreg_lab.run -m {tags['overrides']}" if "overrides" in tags
+    command = tags.get(C.COMMAND) or (f"python -m linreg_lab.run -m {tags[C.OVERRIDES]}" if C.OVERRIDES in tags
                                       else "every job run of the experiment (--all)")
-    commits = runs["tags.git_commit"].dropna().unique() if "tags.git_commit" in runs else []
+    commit_col = f"tags.{C.GIT_COMMIT}"
+    commits = runs[commit_col].dropna().unique() if commit_col in runs else []
     commit = ", ".join(c[:12] for c in commits) if len(commits) else "— (the runs were not made from a git checkout)"
     made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return {"command": command, "tracking store": uri, "MLflow UI": ui, "made": made, "git commit": commit,
@@ -177,7 +179,8 @@ def page_header(runs: pd.DataFrame, uri: str, ui: str, parent_tags: dict[str, st
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m linreg_lab.report", description=__doc__.splitlines()[0])
-    p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    p.add_argument("--tracking-uri",
+                   help=f"MLflow store (default: {C.TRACKING_URI_ENV}, else sqlite:///mlflow.db here)")
     p.add_argument("--experiment", default="linreg_lab", help="MLflow experiment name (default: linreg_lab)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--sweep", help="parent run id of the sweep to report (default: the latest sweep)")
@@ -210,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     page = build(runs, hist, Path(args.out), title, header)
     if parent:
         tracking.attach_report(client, parent, Path(args.out))
-        note = describe.with_report(parent_tags.get(tracking.NOTE_TAG, ""),
-                                    f"`report/report.html` in this run's artifacts ({len(runs)} runs, made "
+        note = describe.with_report(parent_tags.get(C.NOTE, ""),
+                                    f"`{C.REPORT_DIR}/{C.REPORT_HTML}` in this run's artifacts ({len(runs)} runs, made "
                                     f"{header['made']}; also at `{page.resolve()}`)")
         tracking.describe_run(client, parent, note)
     print(f"report of {len(runs)} runs ({runs_by_state(runs)}): {page}", flush=True)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import ast
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from linreg_lab import tracking
-from linreg_lab.config import resolve_tracking_uri
+from linreg_lab.contract import DIVERGED_STEP, OUTCOME, PARENT_RUN, REPLICATES_NPZ, TRAIN_LOSS, W_I, W_INIT_I, B
+from linreg_lab.store_uri import resolve_tracking_uri, sqlite_path
 
 # info columns, in this order; `outcome` is the tag (completed, diverged, interrupted), `sweep_id` the parent run
 INFO = ["run_id", "run_name", "status", "outcome", "sweep_id", "start_time", "end_time", "experiment_id",
@@ -53,8 +53,9 @@ def number(value: float) -> float:
 def open_store(tracking_uri: str | None, experiment: str):
     """(client, experiment id, URI) for reading, by the CLI's rule for the URI; ValueError naming what exists."""
     uri = resolve_tracking_uri(tracking_uri, os.getcwd(), env_first=False)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        folder = Path(uri[len("sqlite:///"):]).parent
+    path = sqlite_path(uri)
+    if path is not None and not path.is_file():
+        folder = path.parent
         found = sorted(p.name for p in folder.glob("*.db")) if folder.is_dir() else []
         raise ValueError(f"no store at {uri}: run a sweep first or pass its tracking URI; "
                          f"SQLite files in {folder}: {', '.join(found) or 'none'}")
@@ -99,12 +100,12 @@ def frame(rows: list[dict]) -> pd.DataFrame:
     """tracking.child_runs' rows as runs() returns them."""
     config = list(dict.fromkeys(k[len("params."):] for row in rows for k in row if k.startswith("params.")))
     metrics = list(dict.fromkeys(k[len("metrics."):] for row in rows for k in row if k.startswith("metrics.")))
-    moved = {"tags.outcome", "tags.mlflow.parentRunId"}  # info columns outcome and sweep_id
+    moved = {f"tags.{OUTCOME}", f"tags.{PARENT_RUN}"}  # info columns outcome and sweep_id
     tags = sorted({k for row in rows for k in row if k.startswith("tags.")} - moved)
     records = []
     for row in rows:
         rec = {"run_id": row["run_id"], "run_name": row["run_name"], "status": row["status"],
-               "outcome": row.get("tags.outcome"), "sweep_id": row.get("tags.mlflow.parentRunId"),
+               "outcome": row.get(f"tags.{OUTCOME}"), "sweep_id": row.get(f"tags.{PARENT_RUN}"),
                "start_time": row["start_time"], "end_time": row.get("end_time"),
                "experiment_id": row.get("experiment_id"), "artifact_uri": row["artifact_uri"]}
         rec.update({k: typed(row[f"params.{k}"]) if f"params.{k}" in row else None for k in config})
@@ -143,7 +144,7 @@ def with_columns(long: pd.DataFrame, runs_df: pd.DataFrame, columns) -> pd.DataF
     return long.merge(runs_df[["run_id", *[c for c in columns if c != "run_id"]]], on="run_id", how="left")
 
 
-def curves(runs_df: pd.DataFrame, metric: str | list[str] = "train/loss", resolution: str = "logged",
+def curves(runs_df: pd.DataFrame, metric: str | list[str] = TRAIN_LOSS, resolution: str = "logged",
            columns=(), tracking_uri: str | None = None) -> pd.DataFrame:
     """Long form of the runs' histories: run_id, metric, step, value, then `columns` of runs_df.
     "logged": the points MLflow holds (finite ones, at most 200 a history); "full": every point the job
@@ -170,10 +171,10 @@ def replicates(runs_df: pd.DataFrame, columns=(), tracking_uri: str | None = Non
     client = reader(runs_df, tracking_uri) if len(many) else None
     parts = []
     for run_id, artifact_uri in zip(many["run_id"], many["artifact_uri"]):
-        arrays = tracking.run_arrays(client, run_id, artifact_uri, "replicates.npz")
+        arrays = tracking.run_arrays(client, run_id, artifact_uri, REPLICATES_NPZ)
         if arrays is not None:
             parts.append(replicate_columns(run_id, arrays))
-    cols = ["run_id", "replicate", "b", "b_init", "diverged_step", "final_loss", "final_loss_pct"]
+    cols = ["run_id", "replicate", B, "b_init", DIVERGED_STEP, "final_loss", "final_loss_pct"]
     if not parts:
         return with_columns(pd.DataFrame(columns=cols), runs_df, columns)
     names = list(dict.fromkeys(k for part in parts for k in part))  # w/<i> of runs with more features last
@@ -187,15 +188,15 @@ def replicate_columns(run_id: str, arrays: dict[str, np.ndarray]) -> dict[str, n
     w, b = np.atleast_2d(arrays["w"]), np.ravel(arrays["b"]).astype(float)
     count = len(b)
     out = {"run_id": np.full(count, run_id, dtype=object), "replicate": np.arange(count)}
-    out.update({f"w/{i}": w[:, i].astype(float) for i in range(w.shape[1])})
-    out["b"] = b
+    out.update({W_I.format(i=i): w[:, i].astype(float) for i in range(w.shape[1])})
+    out[B] = b
     w_init = np.atleast_2d(arrays.get("w_init", np.empty((0, 0))))
     if w_init.shape[0] == count:
-        out.update({f"w_init/{i}": w_init[:, i].astype(float) for i in range(w_init.shape[1])})
+        out.update({W_INIT_I.format(i=i): w_init[:, i].astype(float) for i in range(w_init.shape[1])})
     b_init = np.ravel(arrays.get("b_init", np.empty(0))).astype(float)
     out["b_init"] = b_init if len(b_init) == count else np.full(count, np.nan)
     diverged = np.ravel(arrays.get("diverged_at", np.zeros(count)))
-    out["diverged_step"] = np.where(diverged > 0, diverged, np.nan)
+    out[DIVERGED_STEP] = np.where(diverged > 0, diverged, np.nan)
     loss = np.asarray(arrays.get("train_loss", np.empty((0, count))), dtype=float)
     final = loss[-1] if len(loss) else np.full(count, np.nan)
     out["final_loss"] = final

@@ -16,37 +16,22 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from linreg_lab.config import (
-    ConfigError,
-    check_config,
-    config_hash,
-    config_yaml,
-    register_configs,
-    resolve_tracking_uri,
-)
+from linreg_lab.config import check_config, config_hash, config_yaml, flatten, register_configs
+from linreg_lab.contract import PARENT_ENV, SIZE_ENV, W_ERROR
 from linreg_lab.lifecycle import exit_code, install_signal_handlers
+from linreg_lab.schema import ConfigError
+from linreg_lab.store_uri import resolve_tracking_uri
 
-SIZE_ENV = "LINREG_LAB_SWEEP_SIZE"  # number of jobs, counted by the preflight check
+CONFIG_NAME = "config"  # conf/config.yaml: the primary config Hydra composes
 
 
 def conf_dir() -> Path:
     """The config tree: shipped inside the package (wheel), or conf/ beside it (checkout)."""
     here = Path(__file__).resolve().parent
     for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "config.yaml").is_file():
+        if (candidate / f"{CONFIG_NAME}.yaml").is_file():
             return candidate
-    raise FileNotFoundError(f"linreg_lab: no conf/config.yaml beside {here}")
-
-
-def flatten(node: dict, prefix: str = "") -> dict[str, object]:
-    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay whole."""
-    out: dict[str, object] = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+    raise FileNotFoundError(f"linreg_lab: no conf/{CONFIG_NAME}.yaml beside {here}")
 
 
 def job_label() -> str:
@@ -84,10 +69,10 @@ def task(cfg: DictConfig) -> float:
     from linreg_lab import job
 
     ctx = job_context(cfg, uri, list(hc.overrides.task),
-                      parent_run_id=os.environ.get(tracking.PARENT_ENV) if multirun else None, label=job_label(),
+                      parent_run_id=os.environ.get(PARENT_ENV) if multirun else None, label=job_label(),
                       sweep_dir=str(hc.sweep.dir) if multirun else None)
     finals = job.run_job(run_cfg, ctx)
-    return finals.get("w_error/l2", float("nan"))
+    return finals.get(W_ERROR, float("nan"))
 
 
 def register_plugins() -> None:
@@ -120,7 +105,7 @@ def main() -> None:
     # our conf/hydra/launcher/*.yaml set defaults for the plugins' launchers and are checked against
     # their schemas of the same name; Hydra warns that this matching is deprecated, which is noise here
     warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name.*")
-    hydra_main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)
+    hydra_main = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name=CONFIG_NAME)(task)
     from linreg_lab.sweep import close_abandoned_sweep  # mlflow loads only after the preflight passed
 
     try:

@@ -12,17 +12,32 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from linreg_lab import console, describe, tracking
-from linreg_lab.config import resolve_tracking_uri, sweep_hash
-from linreg_lab.run import SIZE_ENV
+from linreg_lab.config import sweep_hash
+from linreg_lab.contract import (
+    B_ERROR,
+    COMMAND,
+    CONFIG_HASH,
+    FULL_LOSS,
+    OUTCOME,
+    OVERRIDES,
+    PARENT_ENV,
+    RUN_KIND,
+    SIZE_ENV,
+    SWEEP_DIR,
+    SWEEP_HASH,
+    TIME_TOTAL,
+    W_ERROR,
+)
+from linreg_lab.store_uri import resolve_tracking_uri
 
 SUMMARY_COLUMNS = {
     "run_name": "run",
     "status": "status",
-    "tags.outcome": "outcome",
-    "metrics.train/full_loss": "loss (train set)",
-    "metrics.w_error/l2": "|w err|",
-    "metrics.b_error": "b err",
-    "metrics.time/total_s": "time s",
+    f"tags.{OUTCOME}": "outcome",
+    f"metrics.{FULL_LOSS}": "loss (train set)",
+    f"metrics.{W_ERROR}": "|w err|",
+    f"metrics.{B_ERROR}": "b err",
+    f"metrics.{TIME_TOTAL}": "time s",
 }
 _open: dict[str, str] = {}  # the parent run this process opened: uri, experiment_id, run_id, command
 
@@ -50,18 +65,18 @@ class SweepCallback(Callback):
         task_overrides = list(config.hydra.overrides.task)
         overrides = " ".join(task_overrides)
         identity = sweep_hash(task_overrides)
-        run_id = tracking.latest_run_with(client, exp_id, "sweep_hash", identity) if config.resume else None
+        run_id = tracking.latest_run_with(client, exp_id, SWEEP_HASH, identity) if config.resume else None
         command = typed_command()
         expected = os.environ.get(SIZE_ENV, "?")
         if run_id:
-            tracking.reopen_run(client, run_id, {"sweep_dir": str(config.hydra.sweep.dir)})
+            tracking.reopen_run(client, run_id, {SWEEP_DIR: str(config.hydra.sweep.dir)})
             print(f"resuming sweep: parent run {run_id}", flush=True)
         else:
-            tags = {"run_kind": "sweep", "overrides": overrides, "sweep_dir": str(config.hydra.sweep.dir),
-                    "sweep_hash": identity, "command": command}
+            tags = {RUN_KIND: "sweep", OVERRIDES: overrides, SWEEP_DIR: str(config.hydra.sweep.dir),
+                    SWEEP_HASH: identity, COMMAND: command}
             run_id = tracking.start_run(client, exp_id, f"sweep {overrides}".strip(), tags)
         tracking.describe_run(client, run_id, f"**Command:** `{command}`\n\n**Jobs:** {expected}, running.")
-        os.environ[tracking.PARENT_ENV] = run_id  # inherited by jobs, local or in worker processes
+        os.environ[PARENT_ENV] = run_id  # inherited by jobs, local or in worker processes
         _open.update(uri=uri, experiment_id=exp_id, run_id=run_id, command=command)
         print(f"sweep of {expected} jobs, parent run {run_id} in {uri}", flush=True)
         console.start_sweep(int(expected) if expected.isdigit() else None)
@@ -83,13 +98,13 @@ def finish_sweep(abandoned: str | None) -> None:
     uri, exp_id, run_id, command = _open["uri"], _open["experiment_id"], _open["run_id"], _open["command"]
     _open.clear()
     console.end_sweep()
-    os.environ.pop(tracking.PARENT_ENV, None)
+    os.environ.pop(PARENT_ENV, None)
     client = tracking.connect(uri)
     tracking.reap_orphans(client, exp_id)  # a job whose worker process died (pool, joblib) ends FAILED now
     rows = tracking.child_runs(client, exp_id, run_id)
-    done = {r.get("tags.config_hash") for r in rows if r["status"] == "FINISHED"}
-    failed = [f"{r['run_name']} [{r.get('tags.overrides', '')}] {r['status']}" for r in rows
-              if r["status"] != "FINISHED" and r.get("tags.config_hash") not in done]  # a resume may redo it
+    done = {r.get(f"tags.{CONFIG_HASH}") for r in rows if r["status"] == "FINISHED"}
+    failed = [f"{r['run_name']} [{r.get(f'tags.{OVERRIDES}', '')}] {r['status']}" for r in rows
+              if r["status"] != "FINISHED" and r.get(f"tags.{CONFIG_HASH}") not in done]  # a resume may redo it
     print_summary(rows)
     if failed:
         print("not finished:\n  " + "\n  ".join(failed), flush=True)
@@ -112,7 +127,7 @@ def print_summary(rows: list[dict]) -> None:
         print("no job of this sweep reached the store", flush=True)
         return
     rows = sorted(rows, key=lambda r: r["start_time"])
-    print(console.table([[r.get(key) for key in SUMMARY_COLUMNS] for r in rows], list(SUMMARY_COLUMNS.values())),
+    print(describe.table([[r.get(key) for key in SUMMARY_COLUMNS] for r in rows], list(SUMMARY_COLUMNS.values())),
           flush=True)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
+from linreg_lab import contract as C
 from linreg_lab import results
 
 ALIASES = {  # config column (results.runs) -> the report's name for it
@@ -15,14 +18,14 @@ ALIASES = {  # config column (results.runs) -> the report's name for it
 SETTINGS = ["optimizer", "lr", "batch_size", "noise", "weight_decay", "steps", "replicates", "seed", "model",
             "preset", "model_weight_decay", "true_w", "true_b", "n_train", "sampling"]
 NUMERIC = ["lr", "noise", "weight_decay", "steps", "replicates", "seed", "model_weight_decay", "true_b", "n_train"]
-HISTORY_KEYS = ["train/loss", "train/loss_p10", "train/loss_p90", "train/full_loss"]
-DECOMPOSED = ["est/w_bias2", "est/w_var", "est/w_mse", "est/b_bias2", "est/b_var", "est/b_mse",
-              "pred/bias2", "pred/var", "pred/test_mse"]  # each with a _se beside it, and theory/<name>
-METRICS = ["train/full_loss", "w_error/l2", "b_error", "b", "ols/loss", "time/total_s", "time/train_s",
-           "theory/lr_max", "theory/w_var", "est/replicates", "est/w_opt_mse", "est/w_stat_mse",
-           "ttt/steps", "ttt/seconds", "ttt/censored", "diverged_step", "diverged_fraction",
-           "theory/best_weight_decay", "theory/best_steps", "theory/est/w_var_sgd",
-           *DECOMPOSED, *(f"{k}_se" for k in DECOMPOSED), *(f"theory/{k}" for k in DECOMPOSED)]
+HISTORY_KEYS = [C.TRAIN_LOSS, C.TRAIN_LOSS_P10, C.TRAIN_LOSS_P90, C.FULL_LOSS]
+DECOMPOSED = [C.EST_W_BIAS2, C.EST_W_VAR, C.EST_W_MSE, C.EST_B_BIAS2, C.EST_B_VAR, C.EST_B_MSE,
+              C.PRED_BIAS2, C.PRED_VAR, C.PRED_TEST_MSE]  # each with a _se beside it, and theory/<name>
+METRICS = [C.FULL_LOSS, C.W_ERROR, C.B_ERROR, "b", C.OLS_LOSS, C.TIME_TOTAL, C.TIME_TRAIN,
+           C.THEORY_LR_MAX, C.THEORY_W_VAR, C.EST_REPLICATES, C.EST_W_OPT_MSE, C.EST_W_STAT_MSE,
+           C.TTT_STEPS, C.TTT_SECONDS, C.TTT_CENSORED, C.DIVERGED_STEP, C.DIVERGED_FRACTION,
+           C.THEORY_BEST_WEIGHT_DECAY, C.THEORY_BEST_STEPS, C.THEORY_W_VAR_SGD,
+           *DECOMPOSED, *map(C.se, DECOMPOSED), *map(C.theory_of, DECOMPOSED)]
 # always present as columns (NaN where a run has none), so figures can rely on them
 TAGS = ["outcome", "tags.overrides", "tags.error", "tags.stability", "tags.theory"]
 REPEAT_KEYS = ("seed", "data_seed", "init_seed", "order_seed", "resume")  # config keys that are not settings
@@ -62,7 +65,7 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
 def tidy_histories(points: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """results.curves' long frame (run_id, metric, step, value), non-numbers dropped, with the run's settings."""
     df = points[np.isfinite(points["value"])]
-    keep = ["run_id", "run_name", "optimizer", "lr", "batch_size", "noise", "weight_decay", "state", "ols/loss"]
+    keep = ["run_id", "run_name", "optimizer", "lr", "batch_size", "noise", "weight_decay", "state", C.OLS_LOSS]
     return df.merge(runs[[c for c in keep if c in runs]], on="run_id")
 
 
@@ -77,18 +80,18 @@ def best_lr_table(runs: pd.DataFrame) -> pd.DataFrame:
     diverge, the other knobs the sweep varied at their reference values: see reference_slice), with final
     loss, w error and its spread, bias^2, variance and mse of w with their standard errors (NaN where runs
     have one replicate: no spread from one sample), and time to target at that rate."""
-    ok = runs[(runs["state"] == "finished") & runs["train/full_loss"].notna()] if len(runs) else runs
+    ok = runs[(runs["state"] == "finished") & runs[C.FULL_LOSS].notna()] if len(runs) else runs
     if ok.empty or "optimizer" not in ok:
         return pd.DataFrame()
     ok, _ = reference_slice(ok, "lr", [k for k in varied_knobs(ok) if k != "lr"])
     by = ok.groupby(["optimizer", "lr"], dropna=False)
-    agg = by.agg(final_loss=("train/full_loss", "mean"), runs=("run_id", "count"),
-                 replicates=("est/replicates", "mean"),
-                 w_error=("w_error/l2", "mean"), w_error_sd=("w_error/l2", "std"),
-                 **{c.replace("/", "_"): (c, "mean") for c in ("est/w_bias2", "est/w_var", "est/w_mse",
-                                                              "est/w_opt_mse", "est/w_stat_mse", "ttt/steps",
-                                                              "ttt/seconds", "ttt/censored")})
-    for col in ("est/w_bias2", "est/w_var", "est/w_mse"):
+    agg = by.agg(final_loss=(C.FULL_LOSS, "mean"), runs=("run_id", "count"),
+                 replicates=(C.EST_REPLICATES, "mean"),
+                 w_error=(C.W_ERROR, "mean"), w_error_sd=(C.W_ERROR, "std"),
+                 **{c.replace("/", "_"): (c, "mean") for c in (C.EST_W_BIAS2, C.EST_W_VAR, C.EST_W_MSE,
+                                                              C.EST_W_OPT_MSE, C.EST_W_STAT_MSE, C.TTT_STEPS,
+                                                              C.TTT_SECONDS, C.TTT_CENSORED)})
+    for col in (C.EST_W_BIAS2, C.EST_W_VAR, C.EST_W_MSE):
         agg[col.replace("/", "_") + "_se"] = by[col + "_se"].agg(mean_se)
     agg["w_sd_replicates"] = np.sqrt(agg["est_w_var"].clip(lower=0))  # spread of w_hat across replicates
     best = agg.reset_index().sort_values("final_loss").groupby("optimizer", as_index=False).first()
@@ -102,17 +105,18 @@ def tutorial_table(runs: pd.DataFrame) -> pd.DataFrame:
     for _, r in tutorial.iterrows():
         row = {"run": r["run_name"], "preset": r["preset"], "state": r["state"]}
         for i in range(8):
-            if f"w/{i}" in r and pd.notna(r[f"w/{i}"]):
-                row[f"w{i}"], row[f"true-w{i}"] = r[f"w/{i}"], -r[f"w_error/{i}"]
-        row["b"], row["true-b"] = r.get("b"), -r.get("b_error", np.nan)
+            w_i, error_i = C.W_I.format(i=i), C.W_ERROR_I.format(i=i)
+            if w_i in r and pd.notna(r[w_i]):
+                row[f"w{i}"], row[f"true-w{i}"] = r[w_i], -r[error_i]
+        row["b"], row["true-b"] = r.get("b"), -r.get(C.B_ERROR, np.nan)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def problem_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs that did not simply finish, each state listed separately."""
-    cols = [c for c in ("state", "run_name", "tags.overrides", "diverged_step", "diverged_fraction", "lr",
-                        "theory/lr_max", "tags.stability", "tags.error") if c in runs]
+    cols = [c for c in ("state", "run_name", "tags.overrides", C.DIVERGED_STEP, C.DIVERGED_FRACTION, "lr",
+                        C.THEORY_LR_MAX, "tags.stability", "tags.error") if c in runs]
     bad = runs[runs["state"] != "finished"][cols] if len(runs) else runs
     return bad.sort_values("state").rename(columns={"tags.overrides": "overrides", "tags.error": "error",
                                                     "tags.stability": "vs theory"})
@@ -146,7 +150,7 @@ def reference_slice(runs: pd.DataFrame, knob: str, knobs: list[str]) -> tuple[pd
         if other == knob:
             continue
         if other == "lr":
-            score = runs["est/w_mse"].fillna(runs["train/full_loss"])
+            score = runs[C.EST_W_MSE].fillna(runs[C.FULL_LOSS])
             means = runs.assign(score=score).groupby(["optimizer", "lr"])["score"].mean().dropna()
             best = means.groupby(level=0).idxmin().map(lambda pair: pair[1])
             runs = runs[runs["lr"] == runs["optimizer"].map(best)]
@@ -165,21 +169,21 @@ def collapse_seeds(runs: pd.DataFrame) -> pd.DataFrame:
     they are (spread = "replicates"). For figures of w's spread; the predictions' spread needs replicates."""
     import torch
 
-    from linreg_lab.analysis import decompose
+    from linreg_lab.analysis import decompose, named
 
-    runs = runs.assign(spread=np.where(runs["est/w_var"].notna(), "replicates", "none"))
-    single = runs[(runs["spread"] == "none") & (runs["state"] == "finished") & runs["w_error/l2"].notna()]
+    runs = runs.assign(spread=np.where(runs[C.EST_W_VAR].notna(), "replicates", "none"))
+    single = runs[(runs["spread"] == "none") & (runs["state"] == "finished") & runs[C.W_ERROR].notna()]
     rows = []
     for _, group in single.groupby("settings", dropna=False, sort=False):
         if len(group) < 2:
             continue
-        err = group[[c for c in group.columns if c.startswith("w_error/") and c[8:].isdigit()]].dropna(axis=1)
+        err = group[[c for c in group.columns if re.fullmatch(C.W_ERROR_I.format(i=r"\d+"), c)]].dropna(axis=1)
         parts = decompose(torch.tensor(err.to_numpy(dtype=float)), torch.zeros(err.shape[1], dtype=torch.float64))
         row = group.iloc[0].copy()
-        row[[c for c in row.index if c.startswith("theory/")]] = np.nan  # theory would need every seed's design
-        for key, value in parts.items():
-            row[f"est/w_{key}"] = value
-        row["spread"], row["est/replicates"] = "seeds", len(group)
+        row[[c for c in row.index if c.startswith(C.theory_of(""))]] = np.nan  # theory would need every seed's design
+        for key, value in named(parts, C.EST_PARTS["w"]).items():
+            row[key] = value
+        row["spread"], row[C.EST_REPLICATES] = "seeds", len(group)
         rows.append(row)
     kept = runs.drop(index=single.index[single.duplicated("settings", keep=False)])
     return pd.concat([kept, pd.DataFrame(rows)], ignore_index=True) if rows else kept

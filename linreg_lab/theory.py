@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from linreg_lab import contract as C
+
 F64 = torch.float64
 
 
@@ -174,16 +176,16 @@ def summarize(pr: Problem, mom: Moments, d: int) -> dict[str, float]:
         spread = float(dev[:, idx].square().sum()) * k
         var = float(mom.cov[:, idx, idx].diagonal(dim1=1, dim2=2).sum(1).mean()) + spread
         bias2 = float((center[idx] - pr.truth[idx]).square().sum()) - spread / R
-        out.update({f"theory/est/{name}_bias2": bias2, f"theory/est/{name}_var": var,
-                    f"theory/est/{name}_mse": bias2 + var})
+        parts = {"bias2": bias2, "var": var, "mse": bias2 + var}
+        out.update({C.theory_of(C.EST_PARTS[name][part]): value for part, value in parts.items()})
     m = len(pr.f_test)
     Q = pr.A_test.T @ pr.A_test / m
     spread = float(torch.einsum("ri,ij,rj->", dev, Q, dev)) * k
     var = float((mom.cov * Q).sum((1, 2)).mean()) + spread
     err = pr.A_test @ center - pr.f_test
     bias2 = float(err.square().mean()) - spread / R
-    out.update({"theory/pred/bias2": bias2, "theory/pred/var": var,
-                "theory/pred/test_mse": bias2 + var + pr.noise_var})
+    out.update({C.theory_of(C.PRED_BIAS2): bias2, C.theory_of(C.PRED_VAR): var,
+                C.theory_of(C.PRED_TEST_MSE): bias2 + var + pr.noise_var})
     return out
 
 

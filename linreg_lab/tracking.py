@@ -23,17 +23,30 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from linreg_lab import curves
+from linreg_lab.contract import (
+    ARTIFACTS_PROGRESS_ENV,
+    CURVES_NPZ,
+    ERROR,
+    EXPERIMENT_KIND,
+    LONG_PARAMS_JSON,
+    MODEL_TRAINING,
+    NOTE,
+    OWNER,
+    PARENT_RUN,
+    POOLCLASS_ENV,
+    REPORT_DIR,
+    RUN_KIND,
+)
 from linreg_lab.lifecycle import owner_alive, owner_id
+from linreg_lab.store_uri import sqlite_path
 
 METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 PARAMS_PER_CALL = 100
 METRICS_WITH_TAGS = METRICS_PER_CALL - PARAMS_PER_CALL  # metrics in a call that also carries <= 100 tags
 MAX_PARAM_LENGTH = 6000
-PARENT_ENV = "LINREG_LAB_PARENT_RUN_ID"  # the sweep's parent run, handed to every job
 # what the experiment is for: MLflow 3's UI then shows it as model training, not as a GenAI app
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+EXPERIMENT_TAGS = {EXPERIMENT_KIND: MODEL_TRAINING}
 UI_VIEW = "workflowType=machine_learning"  # the UI's model-training view, not its GenAI one
-NOTE_TAG = "mlflow.note.content"  # a run's description (markdown) in the MLflow UI
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
 _artifact_uris: dict[str, str] = {}  # run id -> artifact URI, of runs this process opened
 
@@ -56,7 +69,7 @@ def connect(uri: str) -> MlflowClient:
     (MLFLOW_SQLALCHEMYSTORE_POOLCLASS=NullPool unless set): the pool launcher's workers are forked
     from a process that has used the store, and a connection must never cross a fork."""
     if uri.startswith("sqlite:"):
-        os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
+        os.environ.setdefault(POOLCLASS_ENV, "NullPool")
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # its engine and migration notes
     return MlflowClient(tracking_uri=uri)
 
@@ -72,11 +85,11 @@ def create_store(uri: str) -> None:
 
 def start_creating_store(uri: str) -> multiprocessing.process.BaseProcess | None:
     """When `uri` is a SQLite file that does not exist yet, start making it in a forked process, so that
-    MLflow's migrations (~1 s) run while this one does other work (loading torch); open_experiment
-    waits for it. Returns that process; for any other store, None: nothing to do."""
-    if not uri.startswith("sqlite:///") or uri in _creating or uri in {u for u, _ in _opened}:
+    MLflow's migrations run while this one does other work (loading torch); open_experiment waits for
+    it. Returns that process; for any other store, None: nothing to do."""
+    path = sqlite_path(uri)
+    if path is None or uri in _creating or uri in {u for u, _ in _opened}:
         return None
-    path = Path(uri[len("sqlite:///"):])
     if path.exists() or not path.parent.is_dir():
         return None  # an existing store, or a folder that is not there: MLflow's own error, when it is opened
     process = multiprocessing.get_context("fork").Process(target=create_store, args=(uri,), name="linreg_lab-store")
@@ -123,7 +136,7 @@ def reap_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
     """Mark FAILED every RUNNING run whose owning process on this host is gone (SIGKILL, crash)."""
     reaped = []
     for run in search_all(client, experiment_id, "attributes.status = 'RUNNING'"):
-        owner = run.data.tags.get("owner", "")
+        owner = run.data.tags.get(OWNER, "")
         if owner and not owner_alive(owner):
             end_run(client, run.info.run_id, "FAILED",
                     f"orphaned: its process {owner} died without closing the run (killed, e.g. SIGKILL)")
@@ -160,7 +173,7 @@ def latest_run_with(client: MlflowClient, experiment_id: str, tag: str, value: s
 def reopen_run(client: MlflowClient, run_id: str, tags: dict[str, str] | None = None) -> None:
     """Set a closed run RUNNING again, owned by this process, with `tags` updated (a resumed sweep's parent)."""
     client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in {**(tags or {}), "owner": owner_id()}.items()])
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in {**(tags or {}), OWNER: owner_id()}.items()])
 
 
 
@@ -168,9 +181,9 @@ def start_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[st
               parent_id: str | None = None, params: dict[str, object] | None = None) -> str:
     """Create a RUNNING run (nested under `parent_id` when given) with its tags and params; return its id.
     A param value too long for MLflow is stored as its hash, in full in the artifact long_params.json."""
-    tags = {**tags, "owner": owner_id()}
+    tags = {**tags, OWNER: owner_id()}
     if parent_id:
-        tags["mlflow.parentRunId"] = parent_id
+        tags[PARENT_RUN] = parent_id
     values, too_long = param_values(params or {})
     run = client.create_run(experiment_id, run_name=name, tags=tags)
     run_id = run.info.run_id
@@ -179,13 +192,13 @@ def start_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[st
     for i in range(0, len(items), PARAMS_PER_CALL):
         client.log_batch(run_id, params=items[i:i + PARAMS_PER_CALL])
     if too_long:
-        client.log_text(run_id, json.dumps(too_long, indent=1), "long_params.json")
+        client.log_text(run_id, json.dumps(too_long, indent=1), LONG_PARAMS_JSON)
     return run_id
 
 
 def describe_run(client: MlflowClient, run_id: str, markdown: str) -> None:
     """Set the run's description, shown on its page in the MLflow UI."""
-    client.set_tag(run_id, NOTE_TAG, markdown)
+    client.set_tag(run_id, NOTE, markdown)
 
 
 def run_tags(client: MlflowClient, run_id: str) -> dict[str, str]:
@@ -196,7 +209,7 @@ def run_tags(client: MlflowClient, run_id: str) -> dict[str, str]:
 def end_run(client: MlflowClient, run_id: str, status: str, error: str | None = None) -> None:
     """Close a run as FINISHED, FAILED or KILLED, with the error message as a tag."""
     if error:
-        client.set_tag(run_id, "error", error[:MAX_PARAM_LENGTH])
+        client.set_tag(run_id, ERROR, error[:MAX_PARAM_LENGTH])
     client.set_terminated(run_id, status)
 
 
@@ -251,7 +264,7 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_id: str | None) 
     """Every job run nested under `parent_id`, or every job run of the experiment when it is None
     (all pages), as flat dicts of info (run_id, run_name, status, start_time, end_time, experiment_id,
     artifact_uri), params.*, metrics.* (latest values) and tags.*."""
-    tag, value = ("mlflow.parentRunId", parent_id) if parent_id else ("run_kind", "job")
+    tag, value = (PARENT_RUN, parent_id) if parent_id else (RUN_KIND, "job")
     rows = []
     for run in search_all(client, experiment_id, f"tags.`{tag}` = '{value}'"):
         row = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
@@ -272,14 +285,14 @@ def experiment_id(client: MlflowClient, name: str) -> str | None:
 
 def latest_sweep(client: MlflowClient, experiment_id: str) -> str | None:
     """Id of the most recently started sweep parent run."""
-    runs = client.search_runs([experiment_id], "tags.run_kind = 'sweep'", max_results=1,
+    runs = client.search_runs([experiment_id], f"tags.{RUN_KIND} = 'sweep'", max_results=1,
                               order_by=["attributes.start_time DESC"])
     return runs[0].info.run_id if runs else None
 
 
 def sweeps(client: MlflowClient, experiment_id: str) -> list[tuple[str, str]]:
     """(run id, run name) of every sweep parent run of the experiment, newest first."""
-    runs = search_all(client, experiment_id, "tags.run_kind = 'sweep'")
+    runs = search_all(client, experiment_id, f"tags.{RUN_KIND} = 'sweep'")
     return [(r.info.run_id, r.info.run_name) for r in sorted(runs, key=lambda r: r.info.start_time, reverse=True)]
 
 
@@ -307,7 +320,7 @@ def metric_histories(client: MlflowClient, runs: list[tuple[str, str]], keys: li
     a run without that artifact is read from MLflow (get_metric_history: what it holds)."""
     if resolution not in ("logged", "full"):
         raise ValueError(f"resolution={resolution!r}: allowed are 'logged' and 'full'")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # not one bar per run downloaded
+    os.environ.setdefault(ARTIFACTS_PROGRESS_ENV, "false")  # not one bar per run downloaded
     out = []
     with tempfile.TemporaryDirectory(prefix="linreg_lab-curves-") as tmp:
         for run_id, artifact_uri in runs:
@@ -325,7 +338,7 @@ def metric_histories(client: MlflowClient, runs: list[tuple[str, str]], keys: li
 def read_curves(client: MlflowClient, run_id: str, artifact_uri: str, keys: list[str],
                 tmp: Path) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """The run's curves.npz (in place when its artifacts are on this machine, else downloaded), or None."""
-    path = artifact_file(client, run_id, artifact_uri, curves.ARTIFACT, tmp)
+    path = artifact_file(client, run_id, artifact_uri, CURVES_NPZ, tmp)
     if path is None:
         return None
     try:
@@ -368,4 +381,4 @@ def local_path(artifact_uri: str) -> str | None:
 
 def attach_report(client: MlflowClient, run_id: str, out_dir: Path) -> None:
     """Log the report files as artifacts of the sweep's parent run, under report/."""
-    client.log_artifacts(run_id, str(out_dir), artifact_path="report")
+    client.log_artifacts(run_id, str(out_dir), artifact_path=REPORT_DIR)

@@ -10,12 +10,12 @@ catch divergence and draw progress), never once per step.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from linreg_lab import console
 from linreg_lab.analysis import design
 from linreg_lab.data import Dataset
 from linreg_lab.models import GradientModel, loss_scale
@@ -94,9 +94,12 @@ def mark_divergence(losses: torch.Tensor, start: int, end: int, model, diverged_
 
 
 def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: int,
-          eval_every: int) -> TrainResult:
+          eval_every: int, progress: Callable[[int], object] | None = None) -> TrainResult:
     """Run `steps` optimizer steps on all replicates, evaluating every `eval_every`; stop early
-    once every replicate has diverged, or on Ctrl-C/SIGTERM (keeping what was done)."""
+    once every replicate has diverged, or on Ctrl-C/SIGTERM (keeping what was done).
+
+    `progress(steps)`, when given, is called once the run has taken PROGRESS_AFTER_S and returns a bar
+    with tqdm's `update(n)` and `close()`; the loop moves it once per chunk."""
     device, (R, n, d) = data.X.device, data.X.shape
     rows = model.rows(data.X, data.y)
     m = n if idx is None else idx.shape[-1]
@@ -126,10 +129,11 @@ def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: 
             mark_divergence(losses, begun, done, model, diverged_at)
             if diverged_at.all():
                 break
-            if bar is None and time.perf_counter() - start > PROGRESS_AFTER_S:
-                bar = console.progress(steps, "step")
+            if bar is None and progress is not None and time.perf_counter() - start > PROGRESS_AFTER_S:
+                bar, shown = progress(steps), 0
             if bar is not None:
-                bar.update(done - bar.n)
+                bar.update(done - shown)
+                shown = done
         if done == steps == evals[k]:
             model.snapshot(thetas[k])
             k += 1

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from linreg_lab import contract
+
 ROOT = Path(__file__).resolve().parent.parent
 MISSION = ["-m", "optimizer=sgd,adam", "lr=0.1,0.01"]
 LRS = [f"{v:.3g}" for v in np.geomspace(1e-3, 0.3, 25)]
@@ -107,7 +109,7 @@ def reference_app() -> None:
 
     @hydra.main(version_base="1.3", config_path=None, config_name="reference")
     def app(cfg) -> None:
-        timings = reference_job(cfg, os.environ["MLFLOW_TRACKING_URI"])
+        timings = reference_job(cfg, os.environ[contract.TRACKING_URI_ENV])
         if os.environ.get(TIMINGS_ENV):
             with open(os.environ[TIMINGS_ENV], "a") as f:
                 f.write(json.dumps(timings) + "\n")
@@ -120,8 +122,8 @@ def reference_app() -> None:
 
 def timed_command(args: list[str], cwd: Path, **env_extra: str) -> float:
     """Wall seconds of a fresh process writing to a fresh (or the given folder's) store in `cwd`."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}", "MPLBACKEND": "Agg", **env_extra}
-    env.pop("LINREG_LAB_PARENT_RUN_ID", None)
+    env = {**os.environ, contract.TRACKING_URI_ENV: f"sqlite:///{cwd / 'mlflow.db'}", "MPLBACKEND": "Agg", **env_extra}
+    env.pop(contract.PARENT_ENV, None)
     start = time.perf_counter()
     out = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
@@ -199,7 +201,7 @@ def harness_jobs(overrides: list[str], count: int, uri: str) -> list[dict[str, f
                 spent["log_s"] = spent["rows_s"] = 0.0
                 start = time.perf_counter()
                 finals = job.run_job(cfg, ctx)
-                results.append({"total_s": time.perf_counter() - start, "loop_s": finals["time/train_s"],
+                results.append({"total_s": time.perf_counter() - start, "loop_s": finals[contract.TIME_TRAIN],
                                 "log_s": spent["log_s"], "rows_s": spent["rows_s"]})
     finally:
         for (module, name), fn in originals.items():
@@ -280,7 +282,7 @@ def rows_loop(replicates: list[int], steps: int, device: str, models: tuple[str,
                 cfg = check_config(compose("config", [f"model={model}", f"replicates={R}", f"steps={steps}",
                                                       f"device={device}"]))
                 fits = [fitting.fit_gradient(cfg, fitting.load_data(cfg), torch.device(device)) for _ in range(3)]
-                us = per_step[model, R] = statistics.median(f.finals["time/train_s"] for f in fits) / steps * 1e6
+                us = per_step[model, R] = statistics.median(f.finals[contract.TIME_TRAIN] for f in fits) / steps * 1e6
                 default = model == "manual"
                 rows.append(row(f"3. loop, {model}{' (default)' if default else ''}, R={R} ({device}, us/step)", us,
                                 ref_us * R, "<= 100 us" if default and R <= 100 else "",
@@ -348,7 +350,7 @@ def load_results(uri: str) -> tuple[float, int]:
     results.runs("latest", tracking_uri=uri)  # the store's first open loads MLflow's SQL modules (~0.5 s)
     start = time.perf_counter()
     runs = results.runs("latest", tracking_uri=uri)
-    points = len(results.curves(runs, "train/loss", resolution="full"))
+    points = len(results.curves(runs, contract.TRAIN_LOSS, resolution="full"))
     return time.perf_counter() - start, points
 
 

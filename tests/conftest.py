@@ -14,8 +14,10 @@ from hydra.core.singleton import Singleton
 from mlflow import MlflowClient
 
 from linreg_lab import job, tracking
-from linreg_lab.config import RunConfig, check_config, register_configs, resolve_tracking_uri
+from linreg_lab.config import check_config, register_configs
 from linreg_lab.run import conf_dir, job_context
+from linreg_lab.schema import RunConfig
+from linreg_lab.store_uri import resolve_tracking_uri
 
 ROOT = Path(__file__).resolve().parent.parent
 PRISTINE_HYDRA = Singleton.get_state()  # Hydra's global state before any test composed a config (version base...)

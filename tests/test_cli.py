@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from mlflow import MlflowClient
 
-from linreg_lab import curves
+from linreg_lab import contract, curves
 from tests.conftest import ROOT, all_runs, run_cli
 
 MISSION = ["-m", "optimizer=sgd,adam", "lr=0.1,0.01"]
@@ -44,7 +44,7 @@ def test_mission_command(tmp_path: Path) -> None:
         assert run.data.tags["device"] == "cpu" and "optimizer=" in run.data.tags["overrides"]
         train = client.get_metric_history(run.info.run_id, "train/loss")
         assert [m.step for m in train] == curves.logged(np.arange(1, 1001), np.ones(1000))[0].tolist()
-        full = curves.load(Path(client.download_artifacts(run.info.run_id, curves.ARTIFACT, str(tmp_path))))
+        full = curves.load(Path(client.download_artifacts(run.info.run_id, contract.CURVES_NPZ, str(tmp_path))))
         assert full["train/loss"][0].tolist() == list(range(1, 1001))  # every step of the 1000, in curves.npz
         assert len(client.get_metric_history(run.info.run_id, "test/loss")) >= 100
         arts = {a.path for a in client.list_artifacts(run.info.run_id)}

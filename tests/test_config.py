@@ -8,8 +8,8 @@ import pytest
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from linreg_lab.config import ConfigError
 from linreg_lab.run import conf_dir
+from linreg_lab.schema import ConfigError
 from tests.conftest import all_runs, compose_config, compose_raw, run_in_process
 
 GROUPS = ["data", "model", "optimizer", "experiment"]

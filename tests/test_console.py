@@ -13,7 +13,7 @@ import sys
 import termios
 from pathlib import Path
 
-from linreg_lab.console import table
+from linreg_lab.describe import table
 from tests.conftest import run_cli
 
 SLOW = ["model=manual", "batch_size=full", "steps=400000", "replicates=1"]  # ~5 s of training, well past 2 s

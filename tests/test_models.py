@@ -10,9 +10,9 @@ import torch
 
 from linreg_lab import fitting
 from linreg_lab.analysis import least_squares
-from linreg_lab.config import GradientModelConfig, Loss, Reduction
 from linreg_lab.models import ManualModel, grid_search
 from linreg_lab.optimizers import build_torch_optimizer
+from linreg_lab.schema import GradientModelConfig, Loss, Reduction
 from tests.conftest import compose_config
 
 GRADIENT_MODELS = ["linear", "scratch", "manual", "no_intercept"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from linreg_lab.config import AdamConfig, RMSpropConfig, SGDConfig
 from linreg_lab.optimizers import build_torch_optimizer, build_update
+from linreg_lab.schema import AdamConfig, RMSpropConfig, SGDConfig
 
 CASES = {
     "sgd": SGDConfig(),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from linreg_lab import curves, tracking
+from linreg_lab import contract, curves, tracking
 from tests.conftest import LONG_JOB, all_runs, job_runs, killed_sweep, run_cli, run_in_process, start_cli, wait_for
 
 
@@ -40,7 +40,7 @@ def test_divergence_is_a_result_and_the_sweep_goes_on(tmp_path: Path) -> None:
     for key in ("train/loss", "test/loss", "train/full_loss"):
         values = [m.value for m in client.get_metric_history(bad.info.run_id, key)]
         assert np.isfinite(values).all() and (not values or max(np.abs(values)) < 1e300), key
-    full = curves.load(Path(client.download_artifacts(bad.info.run_id, curves.ARTIFACT, str(tmp_path))))
+    full = curves.load(Path(client.download_artifacts(bad.info.run_id, contract.CURVES_NPZ, str(tmp_path))))
     assert np.isfinite(full["train/loss"][1]).sum() == bad.data.metrics["diverged_step"] - 1  # every finite step
     logged = curves.logged(*full["train/loss"])[0].tolist()
     assert [m.step for m in client.get_metric_history(bad.info.run_id, "train/loss")] == logged
@@ -164,7 +164,7 @@ def test_mlflow_holds_the_logged_points_and_curves_npz_every_point(store: str, t
     run_in_process("steps=3000", "noise=0.5")
     (run,) = job_runs(store)
     client, run_id = MlflowClient(store), run.info.run_id
-    full = curves.load(Path(client.download_artifacts(run_id, curves.ARTIFACT, str(tmp_path))))
+    full = curves.load(Path(client.download_artifacts(run_id, contract.CURVES_NPZ, str(tmp_path))))
     steps, values = full["train/loss"]
     assert steps.tolist() == list(range(1, 3001)) and np.isfinite(values).all()
     for key in ("train/loss", "train/loss_p10", "test/loss", "train/full_loss"):

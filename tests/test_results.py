@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from linreg_lab import curves, results, tracking
+from linreg_lab import contract, curves, results, tracking
 from linreg_lab.tables import tidy_runs
 from tests.conftest import run_cli
 
@@ -127,7 +127,7 @@ def test_full_curves_are_the_artifact_and_logged_ones_what_mlflow_holds(swept: d
     assert list(full.columns) == ["run_id", "metric", "step", "value", "optimizer.name", "lr"]
     assert full["step"].dtype == np.int64 and full["value"].dtype == np.float64
     for run in runs.itertuples():
-        saved = curves.load(Path(run.artifact_uri) / curves.ARTIFACT, keys)
+        saved = curves.load(Path(run.artifact_uri) / contract.CURVES_NPZ, keys)
         for key in keys:
             got = full[(full["run_id"] == run.run_id) & (full["metric"] == key)]
             np.testing.assert_array_equal(got["step"], saved[key][0])

@@ -34,11 +34,9 @@ class CachedBasicSweeper(Sweeper):
                                                                 task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> list:
-        from linreg_lab.composing import sweep_jobs
+        from linreg_lab.composing import grid_jobs
 
-        lines = [f"{key}={value}" for key, value in self.params.items()] + list(arguments)
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        jobs = sweep_jobs(parser.parse_overrides(lines))
+        jobs = grid_jobs(self.params, arguments, OverridesParser.create(config_loader=self.hydra_context.config_loader))
         size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else max(len(jobs), 1)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
