@@ -2,7 +2,7 @@
 
 Hydra's joblib launcher pickles the launcher's whole state (Hydra's singletons with the
 config store, the config loader, the primary config) for every job, and its workers import
-torch and MLflow again (~6 s on a small machine). Here torch and MLflow are loaded once in the
+torch and MLflow again, which takes seconds. Here torch and MLflow are loaded once in the
 launching process, which then forks `n_jobs` workers: they start in milliseconds, inherit
 everything (the config cache included), and each takes the next job not yet taken whenever it
 is free, so a sweep whose jobs differ in cost (steps, replicates, batch sizes) keeps every
