@@ -27,7 +27,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
-GROUPS = ("data", "model", "optimizer", "experiment")  # linreg_lab's config groups (conf/<group>/)
+GROUPS = ("data", "model", "optimizer", "experiment", "estimator")  # linreg_lab's config groups (conf/<group>/)
 
 
 def is_plain(o: Override, groups=GROUPS) -> bool:

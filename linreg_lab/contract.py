@@ -59,6 +59,15 @@ THEORY_CONDITION = "theory/condition"
 THEORY_BEST_WEIGHT_DECAY = "theory/best_weight_decay"
 THEORY_BEST_STEPS = "theory/best_steps"
 THEORY_W_VAR_SGD = "theory/est/w_var_sgd"
+# double descent: the decomposition given the design (bias counts the design's randomness), and the
+# isotropic Gaussian design's exact expectations (linreg_lab.isotropic)
+EST_W_BIAS2_COND = "est/w_bias2_cond"
+EST_W_VAR_COND = "est/w_var_cond"
+THEORY_GAUSS_W_MSE = "theory/gauss/w_mse"
+THEORY_GAUSS_W_BIAS2_COND = "theory/gauss/w_bias2_cond"
+THEORY_GAUSS_W_VAR_COND = "theory/gauss/w_var_cond"
+THEORY_GAUSS_RIDGE_W_MSE = "theory/gauss/ridge_w_mse"
+THEORY_GAUSS_RIDGE_WEIGHT_DECAY = "theory/gauss/ridge_weight_decay"
 
 TTT_STEPS = "ttt/steps"
 TTT_SAMPLES = "ttt/samples"
@@ -122,7 +131,8 @@ MODEL_TRAINING = "custom_model_development"
 # ---- artifacts ----
 CONFIG_YAML = "config.yaml"
 DATA_NPZ = "data.npz"
-DATA_ARRAYS = ("X", "y", "w_init", "b_init", "X_test", "y_test")  # a leading replicate axis when R > 1
+# X, y, w_init, b_init: a leading replicate axis when R > 1
+DATA_ARRAYS = ("X", "y", "w_init", "b_init", "X_test", "y_test", "true_w", "true_b")
 CURVES_NPZ = "curves.npz"  # each history's metric name -> a 2 x n array: steps, values
 CURVE_CSV = "curve.csv"
 CURVE_CSV_HEADER = "step,train_loss"  # every step, the mean over replicates

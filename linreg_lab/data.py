@@ -69,17 +69,20 @@ def synthetic_data(cfg: DataConfig, noise: float, n: int, gen: torch.Generator, 
 
 
 def make_dataset(cfg: DataConfig, noise: float, n_train: int, seeds: list[int], dtype: torch.dtype) -> Dataset:
-    """One training set per replicate seed (n_train samples each); the test set comes from seeds[0]."""
+    """One training set per replicate seed (n_train samples each); the test set comes from seeds[0], drawn from its
+    generator after its training set (the other seeds draw none: their training sets come first either way)."""
     drawn: dict[int, tuple[torch.Tensor, ...]] = {}
+    test: tuple[torch.Tensor, torch.Tensor] | None = None
     for seed in seeds:
         if seed not in drawn:
             gen = torch.Generator().manual_seed(seed)
             design = drawn[seeds[0]][0] if cfg.fixed_design and drawn else None  # only the noise is redrawn
-            drawn[seed] = (*synthetic_data(cfg, noise, n_train, gen, dtype, design),
-                           *synthetic_data(cfg, noise, cfg.n_test, gen, dtype))
+            drawn[seed] = synthetic_data(cfg, noise, n_train, gen, dtype, design)
+            if test is None:
+                test = synthetic_data(cfg, noise, cfg.n_test, gen, dtype)
     X = torch.stack([drawn[s][0] for s in seeds])
     y = torch.stack([drawn[s][1] for s in seeds])
-    return Dataset(X, y, drawn[seeds[0]][2], drawn[seeds[0]][3])
+    return Dataset(X, y, *test)
 
 
 def batch_indices(n: int, batch_size: int | None, steps: int, streaming: bool, seeds: list[int],

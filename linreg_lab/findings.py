@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from linreg_lab import contract as C
+from linreg_lab import double_descent
 from linreg_lab.tables import best_lr_table, reference_slice, varied_knobs
 
 
@@ -116,6 +117,9 @@ def findings(runs: pd.DataFrame) -> list[str]:
     agrees), divergence against the bound, and the optimizer's share of the error."""
     if runs.empty:
         return []
+    study = double_descent.findings(runs, num)
+    if study:  # the double-descent study: no optimizer is tuned, its series are the story
+        return study + divergence(runs)
     best = best_lr_table(runs)
     out = best_rates(best) if len(best) else []
     out += lowest_mse(runs) + divergence(runs) + (error_split(best) if len(best) else [])

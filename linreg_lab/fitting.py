@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,10 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from linreg_lab import analysis, contract, theory
+from linreg_lab import analysis, contract, isotropic, theory
 from linreg_lab.data import Dataset, batch_indices, make_dataset, noise_moments, replicate_seed
 from linreg_lab.models import affine, build_model, closed_form, grid_search, init_params, loss_scale, mean_loss
-from linreg_lab.schema import Reduction, RunConfig, Sampling
+from linreg_lab.schema import ClosedFormConfig, NoiseDist, Reduction, RunConfig, Sampling, XDist
 from linreg_lab.train import train
 
 BAND_POINTS = 100  # train/loss_p10 and _p90 (R > 1): a band needs no more points than this
@@ -106,7 +107,7 @@ def fit_solver(cfg: RunConfig, data: Dataset) -> Fit:
     """closed_form or grid: no optimizer, no loop."""
     start = time.perf_counter()
     if cfg.model.name == "closed_form":
-        fit = Fit(*closed_form(data.X, data.y, cfg.model))
+        fit = Fit(*closed_form(data.X, data.y, solver_model(cfg)))
     else:
         g = grid_search(data.X, data.y, cfg.model)
         costs = g.costs.mean(0).numpy()
@@ -161,6 +162,9 @@ def score(cfg: RunConfig, data: Dataset, fit: Fit) -> tuple[dict[str, float], di
         predicted = predicted_metrics(cfg, data, fit, ok, stable=verdict in ("stable_as_predicted", "n/a",
                                                                           "diverged_below_bound"))
         out.update({k: v for k, v in predicted.items() if np.isfinite(v)})
+    if contract.EST_W_BIAS2_COND in out and contract.EST_W_MSE in out:
+        out[contract.EST_W_VAR_COND] = out[contract.EST_W_MSE] - out[contract.EST_W_BIAS2_COND]
+    out.update(gaussian_design_metrics(cfg))
     return out, {"stability": verdict, "theory": kind}
 
 
@@ -197,7 +201,7 @@ def theory_problem(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor) ->
     else:
         theta0 = torch.zeros(A.shape[0], A.shape[-1], dtype=torch.float64)
     truth = torch.cat([true_w, torch.tensor([cfg.data.true_b], dtype=torch.float64)]) if intercept else true_w
-    wd = cfg.model.weight_decay if cfg.model.name == "closed_form" else cfg.optimizer.weight_decay
+    wd = solver_model(cfg).weight_decay if cfg.model.name == "closed_form" else cfg.optimizer.weight_decay
     return theory.Problem(A, y, X @ true_w + shift, theta0, A_test, A_test[:, :len(true_w)] @ true_w + shift, truth,
                           noise_moments(cfg.data, cfg.noise)[1], curvature(cfg, X.shape[1]), wd,
                           labels_fixed="data" not in cfg.replicate_over)
@@ -207,18 +211,67 @@ def predicted_metrics(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor,
     """What theory predicts for this run's replicates: theory/est/*, theory/pred/* (where the run is stable),
     theory/best_weight_decay and theory/best_steps."""
     pr = theory_problem(cfg, data, fit, ok)
+    d = len(cfg.data.true_w)
     out = {contract.THEORY_BEST_WEIGHT_DECAY: theory.best_weight_decay(pr)}
     if cfg.model.name == "closed_form":
-        return {**out, **theory.summarize(pr, theory.ridge(pr), len(cfg.data.true_w))}
+        moments = theory.ridge(pr)
+        return {**out, **theory.summarize(pr, moments, d), **conditional_bias(pr, moments, d)}
     momentum = cfg.optimizer.momentum
     if not momentum:
         out[contract.THEORY_BEST_STEPS] = theory.best_steps(pr, cfg.lr, 100 * cfg.steps)
     if not stable:
         return out
     moments = theory.gradient_descent(pr, cfg.lr, momentum, cfg.steps)
-    if not full_batch(cfg):
+    if full_batch(cfg):
+        out.update(conditional_bias(pr, moments, d))
+    else:
         noise = theory.sgd_noise(pr, cfg.lr, momentum, cfg.steps, cfg.batch_size)
-        d = len(cfg.data.true_w)
         out[contract.THEORY_W_VAR_SGD] = float(noise[:, :d, :d].diagonal(dim1=1, dim2=2).sum(1).mean())
         moments.cov = moments.cov + noise
-    return {**out, **theory.summarize(pr, moments, len(cfg.data.true_w))}
+    return {**out, **theory.summarize(pr, moments, d)}
+
+
+def conditional_bias(pr: theory.Problem, moments: theory.Moments, d: int) -> dict[str, float]:
+    """est/w_bias2_cond: the bias of w given each replicate's design, ||E[w_hat | X] - w||^2 with E[w_hat | X]
+    exact (the estimator is linear in the labels), averaged over the replicates' designs."""
+    gap = moments.mean[:, :d] - pr.truth[:d]
+    return {contract.EST_W_BIAS2_COND: float(gap.square().sum(1).mean())}
+
+
+def solver_model(cfg: RunConfig) -> ClosedFormConfig:
+    """The closed-form model as fitted: with model.optimal_ridge, its weight decay is isotropic theory's optimum
+    for this n, p, |w| and noise."""
+    if not getattr(cfg.model, "optimal_ridge", False):
+        return cfg.model
+    wd = isotropic.optimal_ridge_weight_decay(cfg.data.n_train, len(cfg.data.true_w), w_norm2(cfg),
+                                              noise_moments(cfg.data, cfg.noise)[1], loss_scale(cfg.model.loss))
+    return dataclasses.replace(cfg.model, weight_decay=wd)
+
+
+def w_norm2(cfg: RunConfig) -> float:
+    return float(np.square(cfg.data.true_w).sum())
+
+
+def isotropic_gaussian(cfg: RunConfig) -> bool:
+    """Rows N(0, s^2 I) redrawn by every replicate, Gaussian noise, no intercept: linreg_lab.isotropic's setting."""
+    d = cfg.data
+    return (d.x_dist is XDist.normal and d.x_mean == 0 and d.noise_dist is NoiseDist.gaussian and not d.streaming
+            and not d.fixed_design and "data" in cfg.replicate_over and not cfg.model.fit_intercept)
+
+
+def gaussian_design_metrics(cfg: RunConfig) -> dict[str, float]:
+    """theory/gauss/*: the expectations over design and noise (linreg_lab.isotropic) of a closed-form run on
+    isotropic Gaussian data: least squares / minimum norm (finite n, p) or ridge at the optimal penalty (the
+    Marchenko-Pastur limit); none where the expectation is infinite (|p - n| <= 1)."""
+    if cfg.model.name != "closed_form" or not isotropic_gaussian(cfg):
+        return {}
+    n, p, noise_var, x_var = cfg.data.n_train, len(cfg.data.true_w), cfg.noise**2, cfg.data.x_std**2
+    if cfg.model.optimal_ridge:
+        return {contract.THEORY_GAUSS_RIDGE_W_MSE: isotropic.optimal_ridge_risk(n, p, w_norm2(cfg), noise_var, x_var),
+                contract.THEORY_GAUSS_RIDGE_WEIGHT_DECAY: solver_model(cfg).weight_decay}
+    if cfg.model.weight_decay:
+        return {}
+    risk = isotropic.least_squares_risk(n, p, w_norm2(cfg), noise_var, x_var)
+    out = {contract.THEORY_GAUSS_W_MSE: risk["mse"], contract.THEORY_GAUSS_W_BIAS2_COND: risk["bias2"],
+           contract.THEORY_GAUSS_W_VAR_COND: risk["var"]}
+    return {k: v for k, v in out.items() if np.isfinite(v)}

@@ -76,7 +76,8 @@ def write_artifacts(cfg: RunConfig, ctx: JobContext, data: Dataset, fit: Fit, ou
     np.savez(out / contract.DATA_NPZ, X=pick(data.X.cpu().numpy()), y=pick(data.y.cpu().numpy()),
              w_init=pick(fit.w_init) if len(fit.w_init) else fit.w_init,
              b_init=pick(fit.b_init) if len(fit.b_init) else fit.b_init,
-             X_test=data.X_test.cpu().numpy(), y_test=data.y_test.cpu().numpy())
+             X_test=data.X_test.cpu().numpy(), y_test=data.y_test.cpu().numpy(),
+             true_w=np.asarray(cfg.data.true_w, dtype=np.float64), true_b=np.float64(cfg.data.true_b))
     if len(fit.curves):
         with np.errstate(all="ignore"):
             mean = fit.curves[:, 0] if one else np.nanmean(fit.curves, 1)
@@ -130,6 +131,8 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
     """Do the whole job inside one MLflow run; the run never stays RUNNING."""
     start = time.perf_counter()
     device = pick_device(cfg.device)
+    if ctx.params.get("data.true_w") == []:  # drawn by the check (data.n_features): the run records them
+        ctx.params["data.true_w"] = list(cfg.data.true_w)
     client, exp_id = tracking.open_experiment(ctx.tracking_uri, cfg.mlflow.experiment)
     name = run_name(cfg, ctx.overrides)
     if cfg.resume:

@@ -14,6 +14,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
 from linreg_lab import contract as C  # noqa: E402
+from linreg_lab.double_descent import MIN_NORM, RIDGE, curve_table  # noqa: E402
 from linreg_lab.tables import (  # noqa: E402
     KNOBS,
     best_lr_table,
@@ -359,6 +360,45 @@ def wall_time(runs, hist):
     return fig, f"{len(df)} runs: per {group}, the median and 10-90% range (a bar per run up to {PER_RUN_BARS} runs)"
 
 
+DD_STYLE = {MIN_NORM: ("C3", "o"), RIDGE: ("C2", "s")}  # the study's series; gradient descent in blues
+FLOOR = 1e-9  # values below this fraction of a panel's largest are drawn as nothing: zero, up to rounding
+
+
+def double_descent(runs, hist):
+    """Test MSE, bias^2 and variance (given the design) against p/n on log axes, a line per series, the isotropic
+    Gaussian design's exact values dashed, the interpolation threshold p = n marked. Drawn only for the study."""
+    table = curve_table(runs)
+    if table.empty:
+        return None, None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharex=True)
+    panels = (("test_mse", "theory_test_mse", "test MSE"), ("bias2_cond", "theory_bias2_cond", "bias² given X"),
+              ("var_cond", "theory_var_cond", "variance given X"))
+    gd = [s for s in table["series"].unique() if s not in DD_STYLE]
+    blues = dict(zip(gd, sns.color_palette("Blues", len(gd) + 2)[2:]))
+    for ax, (measured, expected, label) in zip(axes, panels):
+        top = table[measured].max()
+        for series, rows in table.groupby("series", sort=False):
+            color, marker = DD_STYLE.get(series, (blues.get(series), "."))
+            shown = rows[rows[measured] > FLOOR * top]  # an exact zero (bias below p = n) has no place on a log axis
+            ax.plot(shown["p_over_n"], shown[measured], marker=marker, ms=4, lw=1, color=color, label=series)
+            theory = rows[rows[expected] > FLOOR * top] if series in DD_STYLE else rows.iloc[:0]
+            ax.plot(theory["p_over_n"], theory[expected], ls="--", lw=2.2, color="k", alpha=0.55, zorder=5)
+        ax.axvline(1.0, color="k", ls=":", lw=1)
+        ax.set(xscale="log", yscale="log", xlabel="p / n (features per training point)", ylabel=label, title=label)
+        ax.set_xticks([0.25, 0.5, 1, 2, 4], labels=["0.25", "0.5", "1", "2", "4"])
+        ax.xaxis.set_minor_locator(NullLocator())
+    axes[0].text(1.03, 0.97, "p = n", transform=axes[0].get_xaxis_transform(), fontsize=8, va="top")
+    axes[0].plot([], [], ls="--", lw=2.2, color="k", alpha=0.55, label="theory (ridge: Marchenko-Pastur limit)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=6, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig, ("Measured (solid) against the isotropic Gaussian design's expectations (dashed): for the minimum-"
+                 "norm fit exact at every finite n and p except |p - n| <= 1, where they are infinite; for ridge the "
+                 "limit as n, p grow. Bias² and variance are conditional on the design (est/w_bias2_cond, "
+                 "est/w_var_cond: the papers' decomposition, the design's randomness counted in the bias; zero, and "
+                 "not drawn, for least squares below p = n); the one over design and noise is est/w_bias2 and "
+                 "est/w_var. Test MSE includes the label noise σ².")
+
+
 REPORT_FIGURES = [
     ("Convergence", convergence),
     ("Time to target", time_to_target),
@@ -367,4 +407,5 @@ REPORT_FIGURES = [
     ("Bias and variance of predictions", bias_variance_predictions),
     ("Heatmap: final w error", heatmap),
     ("Wall time", wall_time),
+    ("Double descent", double_descent),
 ]

@@ -45,6 +45,8 @@ LOOK_AT = {  # what each figure is for, said first in its caption
     "Bias and variance of predictions": "Look at the test MSE row: the error a user of the fit would see.",
     "Heatmap: final w error": "Look for the light cells: the optimizer and rate with the smallest error.",
     "Wall time": "Look at the training loop's share: the rest is data, scoring and logging.",
+    "Double descent": "Look at the spike at p = n in the minimum-norm curve, the descent past it, and the series "
+                      "that have none.",
 }
 
 
@@ -145,6 +147,8 @@ def build(runs: pd.DataFrame, hist: pd.DataFrame, out: Path, title: str, header:
         except Exception as err:  # one broken figure must not cost the whole report
             print(f"linreg_lab report: figure {heading!r} failed: {err}", file=sys.stderr)
             fig, note = None, f"this figure could not be drawn: {type(err).__name__}: {err}"
+        if fig is None and note is None:  # a study's figure, and these runs are not that study
+            continue
         path = None
         if fig is not None:
             path = out / f"{heading.split(':')[0].lower().replace(' ', '_')}.png"

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import numpy as np
+
 from linreg_lab.contract import GRADIENT_MODELS, OPTIMIZERS, SOLVER_MODELS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -61,9 +63,11 @@ class DataConfig:
     """Synthetic y = X w + b + noise; the noise scale is the top-level `noise`."""
 
     name: str = "gaussian"
-    true_w: list[float] = field(default_factory=lambda: [2.0, -3.4])
+    true_w: list[float] = field(default_factory=lambda: [2.0, -3.4])  # [] with n_features: drawn
     true_b: float = 4.2
-    n_features: int | None = None  # None: len(true_w); when set, true_w must have this many weights
+    n_features: int | None = None  # None: len(true_w); with true_w empty, that many weights are drawn
+    w_norm: float = 1.0  # the drawn weights' norm |w|
+    w_seed: int = 0  # the drawn weights' seed: one w for every job and replicate that shares it
     n_train: int = 1000
     n_test: int = 1000
     x_dist: XDist = XDist.normal
@@ -98,6 +102,7 @@ class ClosedFormConfig:
     fit_intercept: bool = True
     loss: Loss = Loss.mse
     weight_decay: float = 0.0  # ridge, with torch's meaning: minimizes loss + weight_decay / 2 * |(w, b)|^2
+    optimal_ridge: bool = False  # the penalty isotropic Gaussian theory calls optimal (linreg_lab.isotropic)
 
 
 @dataclass
@@ -222,6 +227,7 @@ def check(c: Config) -> RunConfig:
     if c.dtype not in DTYPES:
         raise ConfigError(f"dtype={c.dtype!r} is not known; allowed: {', '.join(DTYPES)}")
     _check_data(data)
+    _check_optimal_ridge(model, data)
     batch_size = _check_batch_size(c.batch_size, data)
     steps = _check_budget(c.steps, c.epochs, batch_size, data)
     _check_replicates(c.replicates, list(c.replicate_over))
@@ -270,9 +276,23 @@ def _check_replicates(replicates: int, over: list[str]) -> None:
         raise ConfigError(f"replicate_over has {unknown}; allowed: {', '.join(REPLICATE_STREAMS)}")
 
 
+def drawn_weights(n_features: int, seed: int, norm: float) -> list[float]:
+    """True weights of a given norm, in a direction drawn uniformly (Gaussian, normalized) from `seed`."""
+    w = np.random.default_rng(seed).standard_normal(n_features)
+    return (w * (norm / np.linalg.norm(w))).tolist()
+
+
 def _check_data(data: DataConfig) -> None:
+    """Check the data recipe; draws true_w when it is empty and n_features is set."""
     if not data.true_w:
-        raise ConfigError("data.true_w must list at least one weight (one per feature)")
+        if data.n_features is None:
+            raise ConfigError("data.true_w is empty; allowed: one weight per feature, or data.n_features to draw "
+                              "them (with data.w_seed, data.w_norm)")
+        if data.n_features < 1 or data.w_seed < 0:
+            raise ConfigError(f"data.n_features must be >= 1 and data.w_seed >= 0, got {data.n_features} and "
+                              f"{data.w_seed}")
+        _check_number("data.w_norm", data.w_norm, positive=False)
+        data.true_w = drawn_weights(data.n_features, data.w_seed, data.w_norm)
     if data.n_features is not None and data.n_features != len(data.true_w):
         raise ConfigError(f"data.true_w has {len(data.true_w)} weights but data.n_features is {data.n_features}; "
                           "give one weight per feature")
@@ -284,6 +304,22 @@ def _check_data(data: DataConfig) -> None:
         raise ConfigError(f"data.x_high must be > data.x_low, got [{data.x_low}, {data.x_high}]")
     if data.predict_at and len(data.true_w) != 1:
         raise ConfigError("data.predict_at needs one-feature data (len(data.true_w) == 1)")
+
+
+def _check_optimal_ridge(model, data: DataConfig) -> None:
+    """model.optimal_ridge is the theory of isotropic Gaussian rows without an intercept: nothing else."""
+    if not getattr(model, "optimal_ridge", False):
+        return
+    setting = {"data.x_dist": data.x_dist.value, "data.x_mean": data.x_mean, "data.noise_dist": data.noise_dist.value,
+               "data.streaming": data.streaming, "model.fit_intercept": model.fit_intercept,
+               "model.weight_decay": model.weight_decay}
+    wanted = {"data.x_dist": "normal", "data.x_mean": 0.0, "data.noise_dist": "gaussian", "data.streaming": False,
+              "model.fit_intercept": False, "model.weight_decay": 0.0}
+    wrong = [f"{k}={v}" for k, v in setting.items() if v != wanted[k]]
+    if wrong:
+        allowed = ", ".join(f"{k}={v}" for k, v in wanted.items())
+        raise ConfigError(f"model.optimal_ridge needs isotropic Gaussian data without an intercept, got "
+                          f"{', '.join(wrong)}; allowed: {allowed}")
 
 
 def _check_batch_size(batch_size: int | str, data: DataConfig) -> int | None:

@@ -13,7 +13,8 @@ from linreg_lab import results
 ALIASES = {  # config column (results.runs) -> the report's name for it
     "optimizer.name": "optimizer", "optimizer.weight_decay": "weight_decay", "model.name": "model",
     "experiment": "preset", "model.weight_decay": "model_weight_decay", "data.true_w": "true_w",
-    "data.true_b": "true_b", "data.n_train": "n_train", "data.sampling": "sampling",
+    "data.true_b": "true_b", "data.n_train": "n_train", "data.sampling": "sampling", "data.n_features": "n_features",
+    "model.optimal_ridge": "optimal_ridge",
 }
 SETTINGS = ["optimizer", "lr", "batch_size", "noise", "weight_decay", "steps", "replicates", "seed", "model",
             "preset", "model_weight_decay", "true_w", "true_b", "n_train", "sampling"]

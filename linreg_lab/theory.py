@@ -131,13 +131,25 @@ def lift(M: torch.Tensor, lr: float, momentum: float) -> torch.Tensor:
 def gradient_descent(pr: Problem, lr: float, momentum: float, steps: int) -> Moments:
     """Full-batch GD (heavy ball when momentum > 0) for `steps` steps from theta0, v0 = 0 (torch's buffer)."""
     p = pr.A.shape[-1]
-    T = transition(pr.hessian(), lr, momentum)
-    P, S = power_sum(T, steps)
+    P, S = gd_powers(pr, lr, steps) if not momentum else power_sum(transition(pr.hessian(), lr, momentum), steps)
     drive = lift(-pr.s * pr.A.mT, lr, momentum)  # z' = T z + drive y: the gradient's -s A^T y part
     start = pr.theta0 if not momentum else torch.cat([pr.theta0, torch.zeros_like(pr.theta0)], -1)
     mean = (P @ start.unsqueeze(-1) + S @ drive @ pr.target.unsqueeze(-1)).squeeze(-1)[:, :p]
     G = (S @ drive)[:, :p]
     return Moments(mean, pr.label_var * G @ G.mT)
+
+
+def gd_powers(pr: Problem, lr: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T^t, sum_{k<t} T^k) for plain GD, T = I - lr H, from H's eigenvectors (the spectrum theory computes
+    anyway), instead of repeated squaring: per direction mu^t and (1 - mu^t) / (1 - mu) with mu = 1 - eps,
+    the latter as -expm1(t log1p(-eps)) / eps where eps is small (exact to rounding), t where eps = 0."""
+    lam, U, _ = pr.spectrum
+    eps = lr * (lam + pr.weight_decay)
+    power = (1 - eps) ** steps
+    safe = torch.where(eps == 0, torch.ones_like(eps), eps)
+    near = -torch.expm1(steps * torch.log1p(-eps.clamp(-0.5, 0.5))) / safe
+    geometric = torch.where(eps == 0, float(steps), torch.where(eps.abs() < 0.5, near, (1 - power) / safe))
+    return U @ (power.unsqueeze(-1) * U.mT), U @ (geometric.unsqueeze(-1) * U.mT)
 
 
 def batch_noise(pr: Problem, batch_size: int) -> torch.Tensor:

@@ -59,22 +59,29 @@ def eval_dtype(device: torch.device) -> torch.dtype:
 
 
 class QuadraticLoss:
-    """c * mean((x.w + b - y)^2) over a fixed set, from its sufficient statistics in float64:
-    with a = (x, 1) and theta = (w, b), mean r^2 = theta' G theta - 2 theta' h + s. An evaluation
-    costs O(R p^2) instead of O(R n p), whatever the size of the set."""
+    """c * mean((x.w + b - y)^2) over a fixed set, in float64. With a = (x, 1) and theta = (w, b), a set
+    of more rows than parameters is kept as its sufficient statistics, mean r^2 = theta' G theta - 2 theta' h
+    + s, so an evaluation costs O(R p^2) whatever its size; a set of fewer rows than parameters (p > n:
+    past interpolation) is kept as it is, its residuals costing O(R n p), the less."""
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, scale: float):
         self.dtype = eval_dtype(X.device)
         A = design(X, fit_intercept=True).to(X.device, self.dtype)  # (R, n, p); (1, n, p) for a shared set
         y = y.to(self.dtype).reshape(A.shape[0], -1, 1)
-        n = A.shape[1]
-        self.G, self.h, self.s = A.mT @ A / n, (A.mT @ y).squeeze(-1) / n, y.square().mean((1, 2))
+        n, p = A.shape[1:]
+        self.rows = (A, y.squeeze(-1)) if n < p else None
+        if self.rows is None:
+            self.G, self.h, self.s = A.mT @ A / n, (A.mT @ y).squeeze(-1) / n, y.square().mean((1, 2))
         self.scale = scale
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
         """Losses (K, R) of parameter snapshots theta (K, R, p) = (w, b)."""
         theta = theta.to(self.dtype)
-        quad = ((theta.unsqueeze(-2) @ self.G).squeeze(-2) * theta).sum(-1)
+        if self.rows is not None:
+            A, y = self.rows
+            residual = (theta.transpose(0, 1) @ A.mT).transpose(0, 1) - y  # (K, R, n)
+            return self.scale * residual.square().mean(-1)
+        quad = ((theta.transpose(0, 1) @ self.G).transpose(0, 1) * theta).sum(-1)  # one (K, p) @ (p, p) per replicate
         return self.scale * (quad - 2 * (theta * self.h).sum(-1) + self.s)
 
 

@@ -7,7 +7,8 @@ torch.optim, `mlflow.log_metric` on every step, one run per seed, each job in-pr
 Hydra's basic launcher. Every row prints the median over repeats, harness / reference, the
 target and whether it was met. Quick mode (default, ~2-2.7 min on 2 CPUs) projects the 1000-job sweep
 from the 16-job pool sweep: that command's time plus 984 jobs at its jobs' pace, first start
-to last end (an overestimate: each worker composes each optimizer's config once). --full runs
+to last end (an overestimate: each worker composes each optimizer's config once). Row 11 (--full) runs each
+study preset's sweep against its time budget. --full runs
 the 1000 jobs, and the report over them, as stated, and adds the nn.Linear loop rows. Sweeps
 run on linreg_lab's pool launcher (hydra/launcher=pool); row 7 also shows joblib's. The
 reference's per-job figures (rows 2 and 4) are those of row 1's reference jobs, each but the
@@ -41,6 +42,7 @@ BIG_SWEEP = ["-m", "optimizer=sgd,momentum,rmsprop,adam", f"lr={','.join(LRS)}",
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 POOL = ["hydra/launcher=pool", "hydra.launcher.n_jobs=2"]  # linreg_lab's launcher: workers forked after the imports
 HEAVY_STEPS = 50000  # --full's second joblib row
+PRESET_BUDGETS = {"double_descent": 120}  # a study preset's whole sweep on 2 CPUs, seconds (row 11)
 TIMINGS_ENV = "LINREG_LAB_BENCH_TIMINGS"  # the reference app appends each job's figures (a JSON line) here
 
 
@@ -342,6 +344,19 @@ def rows_sweeps(full: bool, ref_job_s: float) -> list[dict]:
                        "<= 10 s for 1000", load_s <= 10 if full else None, points=points)]
 
 
+def rows_presets(full: bool) -> list[dict]:
+    """Row 11: each study preset's whole sweep on the pool launcher against its time budget (--full only)."""
+    if not full:
+        return [row("11. study presets: --full runs them", float("nan"), float("nan"), "", None)]
+    rows = []
+    for preset, budget in PRESET_BUDGETS.items():
+        seconds = in_fresh_dirs(lambda d: timed_command(["-m", "linreg_lab.run", "-m", f"experiment={preset}", *POOL],
+                                                        d), 1)
+        rows.append(row(f"11. preset {preset}, pool x2 (s)", seconds, float("nan"), f"<= {budget} s",
+                        seconds <= budget))
+    return rows
+
+
 def load_results(uri: str) -> tuple[float, int]:
     """Seconds for linreg_lab.results to load the latest sweep's runs and every point of their training
     loss (a process that has MLflow loaded, as a notebook has after its first call), and the points."""
@@ -398,6 +413,7 @@ def main() -> None:
         else:
             rows.append(row("8. CUDA rows: no CUDA device here", float("nan"), float("nan"), "", None))
     rows += rows_sweeps(args.full, statistics.median(r["total_s"] for r in ref_jobs))  # the reference's 1000-step job
+    rows += rows_presets(args.full)
     info = {"mode": "full" if args.full else "quick", "seconds": time.perf_counter() - started, **machine()}
     print(f"linreg_lab benchmark, {info['mode']} mode, {info['cpus']} CPUs, torch {info['torch']}, "
           f"{info['platform']} ({info['seconds']:.0f} s)")

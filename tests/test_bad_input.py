@@ -28,6 +28,12 @@ CASES = {
     "epochs zero": (["steps=null", "epochs=0"], "epochs must be > 0, got 0"),
     "both budgets": (["epochs=3"], "set exactly one of steps and epochs"),
     "true w vs features": (["data.n_features=3"], "data.true_w has 2 weights but data.n_features is 3"),
+    "no true w": (["data.true_w=[]"], "data.true_w is empty; allowed: one weight per feature, or data.n_features"),
+    "drawn w, bad seed": (["data.true_w=[]", "data.n_features=3", "data.w_seed=-1"], "data.w_seed >= 0, got 3 and -1"),
+    "drawn w, bad norm": (["data.true_w=[]", "data.n_features=3", "data.w_norm=-1"], "data.w_norm must be a finite"),
+    "optimal ridge with an intercept": (["model=closed_form", "model.optimal_ridge=true"], "model.optimal_ridge needs "
+                                        "isotropic Gaussian data without an intercept, got model.fit_intercept=True"),
+    "unknown estimator": (["estimator=lasso"], "estimator=lasso is not known; allowed: gd_10, gd_100"),
     "misspelt key": (["optimizer.lrr=1"], "Key 'lrr' not in 'SGDConfig'; allowed keys: name, momentum"),
     "unknown device": (["device=tpu"], "device='tpu' is not known; allowed: auto, cpu, cuda, mps"),
     "malformed tracking URI": (["mlflow.tracking_uri=foo://bar"], "tracking URI 'foo://bar' is malformed"),

@@ -60,8 +60,8 @@ def test_the_readme_lists_every_contract_name() -> None:
 def test_every_name_of_the_readme_contract_is_in_the_module() -> None:
     """Each quoted word of the contract section is a contract name, a config key (the params), or one of
     the section's few examples."""
-    groups = {f"{g}.{f.name}" for g, cls in (("data", schema.DataConfig), ("optimizer", schema.SGDConfig))
-              for f in dataclasses.fields(cls)}
+    groups = {f"{g}.{f.name}" for g, cls in (("data", schema.DataConfig), ("optimizer", schema.SGDConfig),
+                                             ("model", schema.ClosedFormConfig)) for f in dataclasses.fields(cls)}
     allowed = contract_names() | config_keys(schema.Config) | groups
     examples = {"manual-adam-lr0.01-bs10-noise0.01-s0-R8", "key=value", "sha256:<hex>", "data.predict_at",
                 "grid", "target_rel", "NullPool", "false", "linreg_lab/contract.py"}

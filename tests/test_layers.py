@@ -19,7 +19,7 @@ LAYERS = {
     "science": {"data", "models", "optimizers", "train", "theory", "isotropic", "analysis", "fitting", "devices"},
     "store": {"tracking", "curves", "lifecycle", "describe"},  # MLflow and what a run holds, for both sides
     "harness": {"run", "__main__", "preflight", "config", "composing", "sweep", "job", "pool", "console"},
-    "reading": {"results", "tables", "findings", "plots", "report"},
+    "reading": {"results", "tables", "findings", "plots", "report", "double_descent"},
 }
 FORBIDDEN_IN_SCIENCE = {"hydra", "omegaconf", "mlflow", "pandas"}
 

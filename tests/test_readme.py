@@ -31,9 +31,9 @@ def readme_commands() -> list[str]:
     return [line for line in lines if line]
 
 
-def test_readme_is_a_manual_of_at_most_265_lines() -> None:
+def test_readme_is_a_manual_of_at_most_280_lines() -> None:
     text = (ROOT / "README.md").read_text()
-    assert len(text.splitlines()) <= 265  # the contract's names are listed one by one (tests/test_contract.py)
+    assert len(text.splitlines()) <= 280  # the contract's names are listed one by one (tests/test_contract.py)
     ci = (ROOT / ".ci" / "run").read_text()
     test_command = next(c for c in readme_commands() if c.endswith("python -m pytest -q"))
     ci_lines = [c for c in readme_commands() if c.startswith(("python3 -m venv", "pip install -q", "python -m pytest"))]
