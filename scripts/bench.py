@@ -350,8 +350,8 @@ def rows_presets(full: bool) -> list[dict]:
         return [row("11. study presets: --full runs them", float("nan"), float("nan"), "", None)]
     rows = []
     for preset, budget in PRESET_BUDGETS.items():
-        seconds = in_fresh_dirs(lambda d: timed_command(["-m", "linreg_lab.run", "-m", f"experiment={preset}", *POOL],
-                                                        d), 1)
+        command = ["-m", "linreg_lab.run", "-m", f"experiment={preset}", *POOL]
+        seconds = in_fresh_dirs(lambda d, command=command: timed_command(command, d), 1)
         rows.append(row(f"11. preset {preset}, pool x2 (s)", seconds, float("nan"), f"<= {budget} s",
                         seconds <= budget))
     return rows
