@@ -79,7 +79,7 @@ def test_unknown_group_option_lists_what_exists() -> None:
     (["steps=0"], "steps must be > 0"),
     (["data.n_train=0"], "data.n_train and data.n_test must be > 0"),
     (["device=tpu"], "device='tpu' is not known; allowed: auto, cpu, cuda, mps"),
-    (["data.true_w=[]"], "data.true_w must list at least one weight"),
+    (["data.true_w=[]"], "data.true_w is empty; allowed: one weight per feature, or data.n_features to draw them"),
 ])
 def test_check_config_errors_are_one_line(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as info:
