@@ -19,6 +19,7 @@ import pandas as pd
 
 from linreg_lab import contract as C
 from linreg_lab import describe
+from linreg_lab.double_descent import curve_table
 from linreg_lab.findings import findings, num
 from linreg_lab.tables import HISTORY_KEYS, best_lr_table, problem_table, tidy_histories, tidy_runs, tutorial_table
 
@@ -154,7 +155,11 @@ def build(runs: pd.DataFrame, hist: pd.DataFrame, out: Path, title: str, header:
             path = out / f"{heading.split(':')[0].lower().replace(' ', '_')}.png"
             plots.save(fig, path)
         figures.append((heading, path, note))
-    tables = [("Each optimizer at its best learning rate", best_table(runs)),
+    study = curve_table(runs)
+    first = [("Double descent: each series at each p (bias², variance given the design; theory_*: exact "
+              "expectations, ridge's the Marchenko-Pastur limit)", study)] if len(study) else \
+        [("Each optimizer at its best learning rate", best_table(runs))]  # no rate is tuned in the study
+    tables = [*first,
               ("Diverged, failed, killed and unfinished runs", problem_table(runs)),
               ("Tutorial presets: learned and true minus learned", tutorial_table(runs)),
               ("All runs", runs[[c for c in ALL_RUNS if c in runs]])]

@@ -95,3 +95,4 @@ def test_the_preset_report_draws_the_curve_and_says_what_it_found(tmp_path: Path
     assert "Ridge at the optimal penalty: its highest test MSE is" in page
     assert "Gradient descent from 0, 100 steps: its highest test MSE is" in page
     assert "is best at lr" not in page  # no optimizer is tuned in this study: no best-rate findings
+    assert "Double descent: each series at each p" in page and "Each optimizer at its best learning rate" not in page
