@@ -60,7 +60,7 @@ THEORY_BEST_WEIGHT_DECAY = "theory/best_weight_decay"
 THEORY_BEST_STEPS = "theory/best_steps"
 THEORY_W_VAR_SGD = "theory/est/w_var_sgd"
 # double descent: the decomposition given the design (bias counts the design's randomness), and the
-# isotropic Gaussian design's exact expectations (linreg_lab.isotropic)
+# isotropic Gaussian design's exact expectations (theory.py's isotropic section)
 EST_W_BIAS2_COND = "est/w_bias2_cond"
 EST_W_VAR_COND = "est/w_var_cond"
 THEORY_GAUSS_W_MSE = "theory/gauss/w_mse"

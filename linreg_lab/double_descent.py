@@ -8,12 +8,11 @@ variance are the decomposition given the design (est/w_bias2_cond, est/w_var_con
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 
 from linreg_lab import contract as C
+from linreg_lab.tables import num
 
 MIN_NORM, RIDGE = "minimum-norm least squares", "ridge at the optimal penalty"
 FAR = 8  # |p - n| from which the squared error's spread is moderate (its variance is finite for |p - n| >= 4)
@@ -52,10 +51,9 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.3g}×" if np.isfinite(a) and np.isfinite(b) and b > 0 else "—"
 
 
-def findings(runs: pd.DataFrame, num: Callable[[float], str]) -> list[str]:
+def findings(runs: pd.DataFrame) -> list[str]:
     """Where the minimum-norm fit's error peaks and how high, the over- against the under-parameterized fit,
-    what optimal ridge and early stopping do to the peak, and measurement against the exact expectation
-    (`num` formats a number)."""
+    what optimal ridge and early stopping do to the peak, and measurement against the exact expectation."""
     table = curve_table(runs)
     if table.empty or MIN_NORM not in set(table["series"]):
         return []
@@ -77,10 +75,10 @@ def findings(runs: pd.DataFrame, num: Callable[[float], str]) -> list[str]:
         top = rows.loc[rows["test_mse"].idxmax()]
         out.append(f"{series[0].upper() + series[1:]}: its highest test MSE is {num(top['test_mse'])} (p/n = "
                    f"{num(top['p_over_n'])}), {ratio(top['test_mse'], peak['test_mse'])} the minimum-norm peak.")
-    return out + agreement(mn, num)
+    return out + agreement(mn)
 
 
-def agreement(mn: pd.DataFrame, num: Callable[[float], str]) -> list[str]:
+def agreement(mn: pd.DataFrame) -> list[str]:
     """The minimum-norm fit's measured E||w_hat - w||^2 against the exact expectation, apart where |p - n| >= 8
     and near the threshold, where the squared error is heavy-tailed (infinite variance for |p - n| <= 3)."""
     known = mn[mn["theory_w_mse"].notna()]

@@ -7,12 +7,7 @@ import pandas as pd
 
 from linreg_lab import contract as C
 from linreg_lab import double_descent
-from linreg_lab.tables import best_lr_table, reference_slice, varied_knobs
-
-
-def num(value: float, digits: int = 3) -> str:
-    """A number to `digits` significant digits, or a dash where there is none."""
-    return "—" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
+from linreg_lab.tables import best_lr_table, num, reference_slice, varied_knobs
 
 
 def with_se(value: float, se: float) -> str:
@@ -117,7 +112,7 @@ def findings(runs: pd.DataFrame) -> list[str]:
     agrees), divergence against the bound, and the optimizer's share of the error."""
     if runs.empty:
         return []
-    study = double_descent.findings(runs, num)
+    study = double_descent.findings(runs)
     if study:  # the double-descent study: no optimizer is tuned, its series are the story
         return study + divergence(runs)
     best = best_lr_table(runs)

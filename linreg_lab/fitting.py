@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from linreg_lab import analysis, contract, isotropic, theory
+from linreg_lab import analysis, contract, theory
 from linreg_lab.data import Dataset, batch_indices, make_dataset, noise_moments, replicate_seed
 from linreg_lab.models import affine, build_model, closed_form, grid_search, init_params, loss_scale, mean_loss
 from linreg_lab.schema import ClosedFormConfig, NoiseDist, Reduction, RunConfig, Sampling, XDist
@@ -243,7 +243,7 @@ def solver_model(cfg: RunConfig) -> ClosedFormConfig:
     for this n, p, |w| and noise."""
     if not getattr(cfg.model, "optimal_ridge", False):
         return cfg.model
-    wd = isotropic.optimal_ridge_weight_decay(cfg.data.n_train, len(cfg.data.true_w), w_norm2(cfg),
+    wd = theory.optimal_ridge_weight_decay(cfg.data.n_train, len(cfg.data.true_w), w_norm2(cfg),
                                               noise_moments(cfg.data, cfg.noise)[1], loss_scale(cfg.model.loss))
     return dataclasses.replace(cfg.model, weight_decay=wd)
 
@@ -253,25 +253,27 @@ def w_norm2(cfg: RunConfig) -> float:
 
 
 def isotropic_gaussian(cfg: RunConfig) -> bool:
-    """Rows N(0, s^2 I) redrawn by every replicate, Gaussian noise, no intercept: linreg_lab.isotropic's setting."""
+    """Rows N(0, s^2 I) redrawn by every replicate, Gaussian noise, no intercept: where theory's isotropic
+    Gaussian expectations hold."""
     d = cfg.data
     return (d.x_dist is XDist.normal and d.x_mean == 0 and d.noise_dist is NoiseDist.gaussian and not d.streaming
             and not d.fixed_design and "data" in cfg.replicate_over and not cfg.model.fit_intercept)
 
 
 def gaussian_design_metrics(cfg: RunConfig) -> dict[str, float]:
-    """theory/gauss/*: the expectations over design and noise (linreg_lab.isotropic) of a closed-form run on
-    isotropic Gaussian data: least squares / minimum norm (finite n, p) or ridge at the optimal penalty (the
-    Marchenko-Pastur limit); none where the expectation is infinite (|p - n| <= 1)."""
+    """theory/gauss/*: the expectations over design and noise (theory.least_squares_risk, optimal_ridge_risk)
+    of a closed-form run on isotropic Gaussian data: least squares / minimum norm (finite n, p) or ridge at
+    the optimal penalty (the Marchenko-Pastur limit); none where the expectation is infinite (|p - n| <= 1)."""
     if cfg.model.name != "closed_form" or not isotropic_gaussian(cfg):
         return {}
-    n, p, noise_var, x_var = cfg.data.n_train, len(cfg.data.true_w), cfg.noise**2, cfg.data.x_std**2
+    n, p, x_var = cfg.data.n_train, len(cfg.data.true_w), cfg.data.x_std**2
+    noise_var = noise_moments(cfg.data, cfg.noise)[1]
     if cfg.model.optimal_ridge:
-        return {contract.THEORY_GAUSS_RIDGE_W_MSE: isotropic.optimal_ridge_risk(n, p, w_norm2(cfg), noise_var, x_var),
+        return {contract.THEORY_GAUSS_RIDGE_W_MSE: theory.optimal_ridge_risk(n, p, w_norm2(cfg), noise_var, x_var),
                 contract.THEORY_GAUSS_RIDGE_WEIGHT_DECAY: solver_model(cfg).weight_decay}
     if cfg.model.weight_decay:
         return {}
-    risk = isotropic.least_squares_risk(n, p, w_norm2(cfg), noise_var, x_var)
+    risk = theory.least_squares_risk(n, p, w_norm2(cfg), noise_var, x_var)
     out = {contract.THEORY_GAUSS_W_MSE: risk["mse"], contract.THEORY_GAUSS_W_BIAS2_COND: risk["bias2"],
            contract.THEORY_GAUSS_W_VAR_COND: risk["var"]}
     return {k: v for k, v in out.items() if np.isfinite(v)}

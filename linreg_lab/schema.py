@@ -102,7 +102,7 @@ class ClosedFormConfig:
     fit_intercept: bool = True
     loss: Loss = Loss.mse
     weight_decay: float = 0.0  # ridge, with torch's meaning: minimizes loss + weight_decay / 2 * |(w, b)|^2
-    optimal_ridge: bool = False  # the penalty isotropic Gaussian theory calls optimal (linreg_lab.isotropic)
+    optimal_ridge: bool = False  # the penalty isotropic Gaussian theory calls optimal (theory.py)
 
 
 @dataclass

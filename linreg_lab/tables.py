@@ -32,6 +32,11 @@ TAGS = ["outcome", "tags.overrides", "tags.error", "tags.stability", "tags.theor
 REPEAT_KEYS = ("seed", "data_seed", "init_seed", "order_seed", "resume")  # config keys that are not settings
 
 
+def num(value: float, digits: int = 3) -> str:
+    """A number to `digits` significant digits, or a dash where there is none."""
+    return "—" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
+
+
 def state(row: pd.Series) -> str:
     """finished, diverged, failed, killed or running (a RUNNING run is never counted as finished)."""
     status = row["status"]

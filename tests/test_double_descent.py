@@ -1,5 +1,5 @@
 """Double descent: the measured errors of least squares, the minimum-norm interpolant and optimal ridge on
-isotropic Gaussian designs against their published exact expectations (linreg_lab.isotropic), the
+isotropic Gaussian designs against their published exact expectations (linreg_lab.theory's isotropic section), the
 decomposition given the design against its closed form, gradient descent from zero against the
 minimum-norm fit (numpy's pseudo-inverse), and the preset's report at a reduced grid."""
 

@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 PACKAGE = ROOT / "linreg_lab"
 LAYERS = {
     "vocabulary": {"schema", "contract", "store_uri"},  # names and types every layer shares
-    "science": {"data", "models", "optimizers", "train", "theory", "isotropic", "analysis", "fitting", "devices"},
+    "science": {"data", "models", "optimizers", "train", "theory", "analysis", "fitting", "devices"},
     "store": {"tracking", "curves", "lifecycle", "describe"},  # MLflow and what a run holds, for both sides
     "harness": {"run", "__main__", "preflight", "config", "composing", "sweep", "job", "pool", "console"},
     "reading": {"results", "tables", "findings", "plots", "report", "double_descent"},
