@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from linreg_lab import contract as C
+from linreg_lab import theory
 
 
 def design(X: torch.Tensor, fit_intercept: bool) -> torch.Tensor:
@@ -112,7 +113,8 @@ def named(parts: dict[str, float], names: dict[str, str]) -> dict[str, float]:
 
 def design_metrics(X: torch.Tensor, fit_intercept: bool, noise_var: float, curvature: float) -> dict[str, float]:
     """theory/*: least-squares variance sigma^2 tr((A^T A)^-1) of w and b, averaged over the designs;
-    the full-batch stability bound 2 / lambda_max and the condition number of the loss Hessian.
+    the full-batch stability bound 2 / lambda_max and the condition number of the loss Hessian; the best
+    constant rate of gradient descent and Polyak's heavy ball for the extreme eigenvalues over the replicates.
 
     `curvature` turns A^T A into the Hessian: 2c/n for a mean loss, 2c for a sum.
     """
@@ -127,7 +129,18 @@ def design_metrics(X: torch.Tensor, fit_intercept: bool, noise_var: float, curva
     }
     if fit_intercept:
         out[C.THEORY_B_VAR] = float(noise_var * cov[:, d, d].mean())
-    return out
+    return {**out, **tuned_rates(eig)}
+
+
+def tuned_rates(eig: torch.Tensor) -> dict[str, float]:
+    """theory/best_lr and _contraction, theory/polyak_*: from Hessian eigenvalues eig (R, p)."""
+    low, high = theory.positive_extremes(eig)
+    if not 0 < low <= high < float("inf"):
+        return {}
+    lr, contraction = theory.best_constant_rate(low, high)
+    polyak_lr, polyak_momentum, polyak_contraction = theory.polyak_heavy_ball(low, high)
+    return {C.THEORY_BEST_LR: lr, C.THEORY_BEST_CONTRACTION: contraction, C.THEORY_POLYAK_LR: polyak_lr,
+            C.THEORY_POLYAK_MOMENTUM: polyak_momentum, C.THEORY_POLYAK_CONTRACTION: polyak_contraction}
 
 
 def stability_verdict(optimizer: str, lr: float, momentum: float, lr_max: float, diverged: bool) -> str:
@@ -141,13 +154,18 @@ def stability_verdict(optimizer: str, lr: float, momentum: float, lr_max: float,
     return "stable_above_bound" if predicted else "stable_as_predicted"
 
 
+def target_loss(floor: float, rel: float) -> float:
+    """The training loss a run must reach: within `rel` of the least-squares loss (and 1e-12, for a floor of 0)."""
+    return floor * (1 + rel) + 1e-12
+
+
 def time_to_target(steps: np.ndarray, loss: np.ndarray, floor: float, rel: float, batch: int,
                    seconds_per_step: float, budget: int) -> dict[str, float]:
     """ttt/*: first evaluated step whose training loss is within `rel` of the least-squares loss.
 
     A run that never gets there is censored at its budget (ttt/censored = 1), not dropped.
     """
-    hit = np.nonzero(loss <= floor * (1 + rel) + 1e-12)[0]
+    hit = np.nonzero(loss <= target_loss(floor, rel))[0]
     step = int(steps[hit[0]]) if len(hit) else budget
     return {C.TTT_STEPS: float(step), C.TTT_SAMPLES: float(step * batch), C.TTT_SECONDS: step * seconds_per_step,
             C.TTT_CENSORED: float(not len(hit))}

@@ -181,12 +181,18 @@ class CachingConfigLoader(ConfigLoader):
         return cfg
 
 
-def grid_jobs(params: dict[str, str], arguments: list[str], parser: OverridesParser) -> list[list[str]]:
+def grid_jobs(params: dict[str, str], arguments: list[str], parser: OverridesParser,
+              extra_grids: list[dict[str, str]] = ()) -> list[list[str]]:
     """Every job of a grid sweep (Hydra's basic sweeper, cached_basic), as its override strings: the sweeper's
     `params` (hydra.sweeper.params), then the command line's task overrides (`arguments`), each key's values
-    crossed. The one expansion of a sweep: the preflight counts and checks these very jobs."""
-    lines = [f"{key}={value}" for key, value in params.items()] + list(arguments)
-    return sweep_jobs(parser.parse_overrides(lines))
+    crossed; then, for each of cached_basic's `extra_grids`, the same grid with that entry's values in place of
+    (or beside) the params' (a preset's second arm: the tuned runs beside a learning-rate grid). The one
+    expansion of a sweep: the preflight counts and checks these very jobs."""
+    jobs = []
+    for grid in [{}, *extra_grids]:
+        lines = [f"{key}={value}" for key, value in {**params, **grid}.items()] + list(arguments)
+        jobs += sweep_jobs(parser.parse_overrides(lines))
+    return jobs
 
 
 def sweep_jobs(parsed: list[Override]) -> list[list[str]]:

@@ -36,6 +36,7 @@ PREDICT_AT = "predict/{x}"
 DIVERGED = "diverged"
 DIVERGED_FRACTION = "diverged_fraction"
 DIVERGED_STEP = "diverged_step"
+STEPS_DONE = "steps_done"  # the optimizer steps taken: the budget, or fewer (stop_at_target, divergence)
 
 EST_W_BIAS2 = "est/w_bias2"
 EST_W_VAR = "est/w_var"
@@ -59,6 +60,13 @@ THEORY_CONDITION = "theory/condition"
 THEORY_BEST_WEIGHT_DECAY = "theory/best_weight_decay"
 THEORY_BEST_STEPS = "theory/best_steps"
 THEORY_W_VAR_SGD = "theory/est/w_var_sgd"
+# conditioning: the best constant rates of the training Hessian, and when a full-batch run meets its target
+THEORY_BEST_LR = "theory/best_lr"
+THEORY_BEST_CONTRACTION = "theory/best_contraction"
+THEORY_POLYAK_LR = "theory/polyak_lr"
+THEORY_POLYAK_MOMENTUM = "theory/polyak_momentum"
+THEORY_POLYAK_CONTRACTION = "theory/polyak_contraction"
+THEORY_STEPS_TO_TARGET = "theory/steps_to_target"
 # double descent: the decomposition given the design (bias counts the design's randomness), and the
 # isotropic Gaussian design's exact expectations (theory.py's isotropic section)
 EST_W_BIAS2_COND = "est/w_bias2_cond"

@@ -6,12 +6,13 @@ numbers on every device, then moved once to the training device.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from linreg_lab.schema import DataConfig, NoiseDist, XDist
+from linreg_lab.schema import Basis, DataConfig, NoiseDist, Spectrum, XDist
 
 
 @dataclass
@@ -34,11 +35,54 @@ def replicate_seed(base: int, r: int, varies: bool) -> int:
     return int(np.random.SeedSequence([base, r]).generate_state(1)[0])
 
 
+def eigenvalues(cfg: DataConfig) -> np.ndarray:
+    """The eigenvalues (d,) of the features' covariance in units of x_std^2: condition and power_law largest
+    first, log-spaced from 1 to 1/condition_number or i^(-decay)."""
+    d = len(cfg.true_w)
+    if cfg.spectrum is Spectrum.condition:
+        return cfg.condition_number ** -(np.arange(d) / max(d - 1, 1))
+    if cfg.spectrum is Spectrum.power_law:
+        return np.arange(1, d + 1, dtype=np.float64) ** -cfg.decay
+    if cfg.spectrum is Spectrum.list:
+        return np.asarray(cfg.eigenvalues, dtype=np.float64)
+    return np.ones(d)
+
+
+def basis(cfg: DataConfig) -> np.ndarray:
+    """The covariance's eigenvectors as columns (d, d): the identity, or an orthogonal matrix drawn from basis_seed
+    uniformly (Haar: QR of a Gaussian matrix with R's diagonal made positive; Mezzadri 2007, "How to generate
+    random matrices from the classical compact groups"), the same for every job and replicate that shares it."""
+    d = len(cfg.true_w)
+    return np.eye(d) if cfg.basis is Basis.axes else haar_basis(d, cfg.basis_seed).copy()
+
+
+@functools.lru_cache(maxsize=8)  # every replicate's draw asks for the same one
+def haar_basis(d: int, seed: int) -> np.ndarray:
+    Q, R = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))
+    return Q * np.sign(np.diag(R))
+
+
+def covariance(cfg: DataConfig) -> np.ndarray:
+    """E[(x - E x)(x - E x)^T] of normal features: x_std^2 Q diag(eigenvalues) Q^T."""
+    Q = basis(cfg)
+    return cfg.x_std**2 * (Q * eigenvalues(cfg)) @ Q.T
+
+
+def shaped(cfg: DataConfig) -> bool:
+    """Do the features have a spectrum or basis of their own (not isotropic along the axes)?"""
+    return cfg.spectrum is not Spectrum.isotropic or cfg.basis is not Basis.axes
+
+
 def sample_x(cfg: DataConfig, n: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
-    """Draw n inputs with len(true_w) features from the configured x distribution."""
+    """Draw n inputs with len(true_w) features from the configured x distribution; normal features with a
+    spectrum are z diag(sqrt(eigenvalues)) Q^T from the same standard normal z as isotropic ones."""
     d = len(cfg.true_w)
     if cfg.x_dist is XDist.normal:
-        return cfg.x_mean + cfg.x_std * torch.randn(n, d, generator=gen, dtype=dtype)
+        z = torch.randn(n, d, generator=gen, dtype=dtype)
+        if shaped(cfg):
+            root = torch.from_numpy(basis(cfg) * np.sqrt(eigenvalues(cfg))).to(dtype)  # Q diag(sqrt(lambda))
+            z = z @ root.T
+        return cfg.x_mean + cfg.x_std * z
     if cfg.x_dist is XDist.uniform:
         return cfg.x_low + (cfg.x_high - cfg.x_low) * torch.rand(n, d, generator=gen, dtype=dtype)
     grid = torch.linspace(cfg.x_low, cfg.x_high, n, dtype=dtype)

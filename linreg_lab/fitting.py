@@ -14,7 +14,7 @@ from linreg_lab import analysis, contract, theory
 from linreg_lab.data import Dataset, batch_indices, make_dataset, noise_moments, replicate_seed
 from linreg_lab.models import affine, build_model, closed_form, grid_search, init_params, loss_scale, mean_loss
 from linreg_lab.schema import ClosedFormConfig, NoiseDist, Reduction, RunConfig, Sampling, XDist
-from linreg_lab.train import train
+from linreg_lab.train import evaluation_steps, train
 
 BAND_POINTS = 100  # train/loss_p10 and _p90 (R > 1): a band needs no more points than this
 
@@ -83,21 +83,43 @@ def loss_histories(res, replicated: bool) -> dict[str, tuple[np.ndarray, np.ndar
     return out
 
 
+def least_squares_loss(cfg: RunConfig, data: Dataset) -> float:
+    """ols/loss: the least-squares fit's training loss, the mean over the replicates (float64, CPU)."""
+    w_ols, b_ols = analysis.least_squares(data.X, data.y, cfg.model.fit_intercept)
+    return float(mean_loss(affine(data.X.double().cpu(), w_ols, b_ols), data.y.double().cpu(), cfg.model.loss).mean())
+
+
+def tuned(cfg: RunConfig, data: Dataset) -> RunConfig:
+    """With theory_tuned, the run's rate (sgd: 2 / (L + mu)) or rate and momentum (momentum: Polyak's pair)
+    from the extreme eigenvalues of the training Hessian over the replicates; the config as it was otherwise."""
+    if not cfg.theory_tuned:
+        return cfg
+    A = analysis.design(data.X, cfg.model.fit_intercept)
+    low, high = theory.positive_extremes(torch.linalg.eigvalsh(curvature(cfg, A.shape[1]) * A.mT @ A))
+    if cfg.optimizer.momentum:
+        lr, momentum, _ = theory.polyak_heavy_ball(low, high)
+        return dataclasses.replace(cfg, lr=lr, optimizer=dataclasses.replace(cfg.optimizer, momentum=momentum))
+    return dataclasses.replace(cfg, lr=theory.best_constant_rate(low, high)[0])
+
+
 def fit_gradient(cfg: RunConfig, data: Dataset, device: torch.device,
                  progress: Callable[[int], object] | None = None) -> Fit:
-    """Train a gradient model on all replicates at once with the shared loop (`progress`: train's bar hook)."""
+    """Train a gradient model on all replicates at once with the shared loop (`progress`: train's bar hook);
+    with stop_at_target, training ends at the first evaluation that meets ttt's target."""
     w0, b0 = init_params(cfg.model, data.X.shape[-1], seeds(cfg, "init", cfg.init_seed), data.X.dtype)
     model = build_model(w0.to(device), b0.to(device), cfg.model, cfg.lr, cfg.optimizer)
     idx = batch_indices(data.X.shape[1], cfg.batch_size, cfg.steps, cfg.data.streaming,
                         seeds(cfg, "order", cfg.order_seed), cfg.data.sampling is Sampling.replacement)
+    stop = analysis.target_loss(least_squares_loss(cfg, data), cfg.target_rel) if cfg.stop_at_target else None
     res = train(model, data.to(device), None if idx is None else idx.to(device), cfg.steps, cfg.eval_every,
-                progress)
+                progress, stop)
     histories = loss_histories(res, cfg.replicates > 1)
     fit = Fit(res.w, res.b, histories, curves=res.train_loss, w_init=w0.numpy(), b_init=b0.numpy(),
               full_curve=histories[contract.FULL_LOSS], diverged_at=res.diverged_at,
               steps_done=len(res.train_loss), interrupted=res.interrupted)
     fit.finals = {contract.TIME_TRAIN: res.seconds, contract.DIVERGED: float(fit.diverged_step is not None),
-                  contract.DIVERGED_FRACTION: float((res.diverged_at > 0).mean())}
+                  contract.DIVERGED_FRACTION: float((res.diverged_at > 0).mean()),
+                  contract.STEPS_DONE: float(fit.steps_done)}
     if fit.diverged_step is not None:
         fit.finals[contract.DIVERGED_STEP] = float(fit.diverged_step)
     return fit
@@ -160,7 +182,8 @@ def score(cfg: RunConfig, data: Dataset, fit: Fit) -> tuple[dict[str, float], di
     kind = theory_kind(cfg)
     if kind != "none" and bool(ok.any()):
         predicted = predicted_metrics(cfg, data, fit, ok, stable=verdict in ("stable_as_predicted", "n/a",
-                                                                          "diverged_below_bound"))
+                                                                          "diverged_below_bound"),
+                                      floor=out[contract.OLS_LOSS])
         out.update({k: v for k, v in predicted.items() if np.isfinite(v)})
     if contract.EST_W_BIAS2_COND in out and contract.EST_W_MSE in out:
         out[contract.EST_W_VAR_COND] = out[contract.EST_W_MSE] - out[contract.EST_W_BIAS2_COND]
@@ -207,9 +230,11 @@ def theory_problem(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor) ->
                           labels_fixed="data" not in cfg.replicate_over)
 
 
-def predicted_metrics(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor, stable: bool) -> dict[str, float]:
+def predicted_metrics(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor, stable: bool,
+                      floor: float) -> dict[str, float]:
     """What theory predicts for this run's replicates: theory/est/*, theory/pred/* (where the run is stable),
-    theory/best_weight_decay and theory/best_steps."""
+    theory/best_weight_decay, theory/best_steps and (full batch) theory/steps_to_target for ttt's target
+    above the least-squares loss `floor`."""
     pr = theory_problem(cfg, data, fit, ok)
     d = len(cfg.data.true_w)
     out = {contract.THEORY_BEST_WEIGHT_DECAY: theory.best_weight_decay(pr)}
@@ -221,14 +246,25 @@ def predicted_metrics(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor,
         out[contract.THEORY_BEST_STEPS] = theory.best_steps(pr, cfg.lr, 100 * cfg.steps)
     if not stable:
         return out
-    moments = theory.gradient_descent(pr, cfg.lr, momentum, cfg.steps)
+    moments = theory.gradient_descent(pr, cfg.lr, momentum, fit.steps_done)
     if full_batch(cfg):
         out.update(conditional_bias(pr, moments, d))
+        out[contract.THEORY_STEPS_TO_TARGET] = steps_to_target(cfg, pr, floor)
     else:
         noise = theory.sgd_noise(pr, cfg.lr, momentum, cfg.steps, cfg.batch_size)
         out[contract.THEORY_W_VAR_SGD] = float(noise[:, :d, :d].diagonal(dim1=1, dim2=2).sum(1).mean())
         moments.cov = moments.cov + noise
     return {**out, **theory.summarize(pr, moments, d)}
+
+
+def steps_to_target(cfg: RunConfig, pr: theory.Problem, floor: float) -> float:
+    """theory/steps_to_target on the run's evaluation grid, extended past the budget (to 10 budgets) at the same
+    spacing: the full-data loss (c/n |A theta - y|^2) above least squares is c/n / s in A^T A's eigen-terms."""
+    loss_factor = loss_scale(cfg.model.loss) / pr.A.shape[1] / pr.s
+    gap = analysis.target_loss(floor, cfg.target_rel) - floor
+    grid = evaluation_steps(cfg.steps, cfg.eval_every)
+    return theory.steps_to_target(pr, cfg.lr, cfg.optimizer.momentum, loss_factor, gap, grid, cfg.eval_every,
+                                  10 * cfg.steps)
 
 
 def conditional_bias(pr: theory.Problem, moments: theory.Moments, d: int) -> dict[str, float]:

@@ -15,7 +15,7 @@ import torch
 from linreg_lab import console, contract, curves, tracking
 from linreg_lab.data import Dataset
 from linreg_lab.devices import pick_device
-from linreg_lab.fitting import Fit, fit_gradient, fit_solver, load_data, score
+from linreg_lab.fitting import Fit, fit_gradient, fit_solver, load_data, score, tuned
 from linreg_lab.schema import RunConfig
 
 
@@ -140,6 +140,11 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
         if done:
             console.say(f"{ctx.label}{name}: already FINISHED as run {done}, skipped (resume=true)")
             return {}
+    data = load_data(cfg)
+    if cfg.theory_tuned:  # the rate (and momentum) theory sets from this data: the run records what it used
+        cfg = tuned(cfg, data)
+        ctx.params.update({"lr": cfg.lr, "optimizer.momentum": cfg.optimizer.momentum})
+        name = run_name(cfg, ctx.overrides)
     # a worker of a cluster started on its own (Ray, SLURM) may not inherit the launching process's environment
     parent = ctx.parent_run_id or (tracking.latest_run_with(client, exp_id, contract.SWEEP_DIR, ctx.sweep_dir,
                                                                    "RUNNING")
@@ -147,7 +152,7 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
     # params go in with the run: a failed run still says what it was
     run_id = tracking.start_run(client, exp_id, name, job_tags(cfg, ctx, device), parent, params=ctx.params)
     try:
-        fit, finals = fit_and_log(cfg, ctx, client, run_id, device, start)
+        fit, finals = fit_and_log(cfg, ctx, data, client, run_id, device, start)
     except KeyboardInterrupt as err:
         tracking.end_run(client, run_id, "KILLED", f"interrupted: {err or 'SIGINT'}")
         raise
@@ -160,10 +165,9 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
     return finals
 
 
-def fit_and_log(cfg: RunConfig, ctx: JobContext, client, run_id: str, device: torch.device,
+def fit_and_log(cfg: RunConfig, ctx: JobContext, data: Dataset, client, run_id: str, device: torch.device,
                 start: float) -> tuple[Fit, dict[str, float]]:
     """Fit, write the artifacts, then log metrics and tags and end the run, in one write where the store allows."""
-    data = load_data(cfg)
     fit = fit_solver(cfg, data) if cfg.is_solver else fit_gradient(cfg, data, device, step_bar)
     metrics, tags = score(cfg, data, fit)
     finals = {**fit.finals, **metrics}

@@ -86,12 +86,13 @@ def check_pool(primary) -> None:
 
 def command_jobs(primary, task_args: list[str], multirun: bool) -> list[list[str]]:
     """The jobs of the command, as the sweeper will launch them: one for a single run; for a sweep, the
-    grid of hydra.sweeper.params and the command line's task overrides."""
+    grid of hydra.sweeper.params and the command line's task overrides (and cached_basic's extra_grids)."""
     if not multirun:
         return [task_args]
     params = dict(OmegaConf.select(primary, "hydra.sweeper.params") or {})
+    extra = [dict(grid) for grid in OmegaConf.select(primary, "hydra.sweeper.extra_grids") or []]
     try:
-        return grid_jobs(params, task_args, OverridesParser.create())
+        return grid_jobs(params, task_args, OverridesParser.create(), extra)
     except ValueError as err:
         raise ConfigError(str(err)) from None
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from linreg_lab.contract import GRADIENT_MODELS, OPTIMIZERS, SOLVER_MODELS
+from linreg_lab.contract import GD_FAMILY, GRADIENT_MODELS, OPTIMIZERS, SOLVER_MODELS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "float64")
@@ -39,6 +39,18 @@ class NoiseDist(Enum):
 class Sampling(Enum):
     epochs = "epochs"  # reshuffled epochs cut into equal batches: every sample once per epoch
     replacement = "replacement"  # every batch drawn uniformly with replacement (the textbook SGD)
+
+
+class Spectrum(Enum):
+    isotropic = "isotropic"  # every eigenvalue 1: the features as x_dist draws them
+    condition = "condition"  # log-spaced from 1 down to 1 / condition_number
+    power_law = "power_law"  # lambda_i = i^(-decay), i = 1..d
+    list = "list"  # the eigenvalues given
+
+
+class Basis(Enum):
+    axes = "axes"  # the covariance is diagonal: ill-conditioning along the coordinate axes
+    rotated = "rotated"  # a random orthogonal basis drawn from basis_seed, the same for every job and replicate
 
 
 class Loss(Enum):
@@ -80,6 +92,12 @@ class DataConfig:
     fixed_design: bool = False  # replicates share replicate 0's X and redraw only the noise
     sampling: Sampling = Sampling.epochs  # how a fixed training set's batches are drawn
     predict_at: list[float] = field(default_factory=list)  # x values (1 feature) to log predictions for
+    spectrum: Spectrum = Spectrum.isotropic  # eigenvalues of the features' covariance, times x_std^2
+    condition_number: float = 1.0  # spectrum=condition: lambda_max / lambda_min
+    decay: float = 1.0  # spectrum=power_law: lambda_i = i^(-decay)
+    eigenvalues: list[float] = field(default_factory=list)  # spectrum=list: one per feature
+    basis: Basis = Basis.axes  # the covariance's eigenvectors
+    basis_seed: int = 0  # basis=rotated: the seed of the orthogonal basis
 
 
 @dataclass
@@ -181,6 +199,8 @@ class Config:
     replicates: int = 8  # independent replicates trained together as one batched computation
     replicate_over: list[str] = field(default_factory=lambda: ["data", "init", "order"])  # what they redraw
     target_rel: float = 0.01  # time to target: training loss within this fraction of the least-squares loss
+    stop_at_target: bool = False  # end training at the first evaluation that meets the target
+    theory_tuned: bool = False  # full-batch sgd: lr = 2 / (lambda_max + lambda_min); momentum: Polyak's pair
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
 
@@ -209,6 +229,8 @@ class RunConfig:
     replicate_over: list[str]
     target_rel: float
     mlflow: MlflowConfig
+    stop_at_target: bool = False
+    theory_tuned: bool = False
 
     @property
     def is_solver(self) -> bool:
@@ -229,6 +251,8 @@ def check(c: Config) -> RunConfig:
     _check_data(data)
     _check_optimal_ridge(model, data)
     batch_size = _check_batch_size(c.batch_size, data)
+    if c.theory_tuned:
+        _check_theory_tuned(model, opt, batch_size, data)
     steps = _check_budget(c.steps, c.epochs, batch_size, data)
     _check_replicates(c.replicates, list(c.replicate_over))
     _check_number("target_rel", c.target_rel, positive=True)
@@ -242,6 +266,7 @@ def check(c: Config) -> RunConfig:
         init_seed=_derived(c.init_seed, c.seed, 1), order_seed=_derived(c.order_seed, c.seed, 2),
         steps=steps, epochs=c.epochs, eval_every=eval_every, resume=c.resume, replicates=c.replicates,
         replicate_over=list(c.replicate_over), target_rel=float(c.target_rel), mlflow=c.mlflow,
+        stop_at_target=c.stop_at_target, theory_tuned=c.theory_tuned,
     )
 
 
@@ -304,6 +329,31 @@ def _check_data(data: DataConfig) -> None:
         raise ConfigError(f"data.x_high must be > data.x_low, got [{data.x_low}, {data.x_high}]")
     if data.predict_at and len(data.true_w) != 1:
         raise ConfigError("data.predict_at needs one-feature data (len(data.true_w) == 1)")
+    _check_spectrum(data)
+
+
+def _check_spectrum(data: DataConfig) -> None:
+    d = len(data.true_w)
+    if data.spectrum is Spectrum.condition:
+        if not (math.isfinite(data.condition_number) and data.condition_number >= 1):
+            raise ConfigError(f"data.condition_number must be a finite number >= 1, got {data.condition_number}")
+        if d == 1 and data.condition_number != 1:
+            raise ConfigError("data.condition_number > 1 needs at least 2 features (data.n_features or data.true_w)")
+    if data.spectrum is Spectrum.power_law:
+        _check_number("data.decay", data.decay, positive=True)
+    if data.spectrum is Spectrum.list:
+        values = list(data.eigenvalues)
+        if len(values) != d or not all(math.isfinite(v) and v > 0 for v in values):
+            raise ConfigError(f"data.eigenvalues must be {d} finite numbers > 0 (one per feature), got {values}")
+    elif data.eigenvalues:
+        raise ConfigError(f"data.eigenvalues is set but data.spectrum={data.spectrum.value}; allowed: "
+                          "data.spectrum=list with the eigenvalues, or no data.eigenvalues")
+    shaped = data.spectrum is not Spectrum.isotropic or data.basis is Basis.rotated
+    if shaped and data.x_dist is not XDist.normal:
+        raise ConfigError(f"data.spectrum={data.spectrum.value} data.basis={data.basis.value} needs data.x_dist=normal,"
+                          f" got {data.x_dist.value}; allowed: isotropic axes-aligned features for uniform and linspace")
+    if data.basis_seed < 0:
+        raise ConfigError(f"data.basis_seed must be >= 0, got {data.basis_seed}")
 
 
 def _check_optimal_ridge(model, data: DataConfig) -> None:
@@ -320,6 +370,17 @@ def _check_optimal_ridge(model, data: DataConfig) -> None:
         allowed = ", ".join(f"{k}={v}" for k, v in wanted.items())
         raise ConfigError(f"model.optimal_ridge needs isotropic Gaussian data without an intercept, got "
                           f"{', '.join(wrong)}; allowed: {allowed}")
+
+
+def _check_theory_tuned(model, opt, batch_size: int | None, data: DataConfig) -> None:
+    """theory_tuned sets the rate (and momentum) that theory calls best for full-batch gradient descent and heavy
+    ball: nothing else has one."""
+    full = batch_size is None or (batch_size >= data.n_train and data.sampling is Sampling.epochs)
+    plain = opt.name in GD_FAMILY and not getattr(opt, "nesterov", False) and not getattr(opt, "dampening", 0.0)
+    if model.name in SOLVER_MODELS or not plain or not full or data.streaming or opt.weight_decay:
+        raise ConfigError(f"theory_tuned=true needs full-batch sgd or momentum without weight decay, nesterov or "
+                          f"dampening on a fixed training set, got model={model.name} optimizer={opt.name} "
+                          f"batch_size={'full' if batch_size is None else batch_size}")
 
 
 def _check_batch_size(batch_size: int | str, data: DataConfig) -> int | None:

@@ -249,6 +249,69 @@ def best_steps(pr: Problem, lr: float, horizon: int, points: int = 300) -> float
     var_coef = pr.s * gain.square() * lam.unsqueeze(1)
     return float(t[first_minimum(prediction_mse(pr, U, coef, var_coef))])
 
+# ---- conditioning: the best constant rates, and the step a full-batch run reaches its target ----
+
+
+def positive_extremes(lam: torch.Tensor) -> tuple[float, float]:
+    """(lambda_min, lambda_max) of Hessian eigenvalues lam (R, p) over every replicate, the smallest counted
+    among the eigenvalues above 1e-10 lambda_max of its replicate (a null direction moves no loss)."""
+    top = lam.max(-1, keepdim=True).values
+    low = torch.where(lam > 1e-10 * top, lam, torch.inf).min(-1).values
+    return float(low.min()), float(top.max())
+
+
+def best_constant_rate(lam_min: float, lam_max: float) -> tuple[float, float]:
+    """Gradient descent's best constant step on a quadratic, 2 / (L + mu), and its contraction per step of the
+    distance to the minimum, (kappa - 1) / (kappa + 1) (Polyak 1987, "Introduction to Optimization", 1.4)."""
+    kappa = lam_max / lam_min
+    return 2 / (lam_max + lam_min), (kappa - 1) / (kappa + 1)
+
+
+def polyak_heavy_ball(lam_min: float, lam_max: float) -> tuple[float, float, float]:
+    """Polyak's tuned heavy ball (Polyak 1964, "Some methods of speeding up the convergence of iteration
+    methods"): lr = 4 / (sqrt L + sqrt mu)^2, momentum = ((sqrt kappa - 1) / (sqrt kappa + 1))^2, contraction
+    (sqrt kappa - 1) / (sqrt kappa + 1). torch's SGD momentum (v' = beta v + g, theta' = theta - lr v') is this
+    method with the same lr and beta."""
+    root = math.sqrt(lam_max / lam_min)
+    rate = (root - 1) / (root + 1)
+    return 4 / (math.sqrt(lam_max) + math.sqrt(lam_min)) ** 2, rate**2, rate
+
+
+def steps_to_target(pr: Problem, lr: float, momentum: float, loss_factor: float, gap: float, grid: list[int],
+                    every: int, horizon: int) -> float:
+    """The first evaluated step at which full-batch GD / heavy ball from theta0 (v0 = 0) brings the replicates'
+    mean training loss within `gap` of their mean least-squares loss: ttt/steps's rule, computed per eigen-
+    direction of the Hessian. In direction i (eigenvalue lam of s A^T A, h = lam + wd), the error e from the
+    fixed point moves as (e, v)' = T (e, v), T = [[1 - lr h, -lr beta], [h, beta]]; between evaluations the
+    state jumps by a power of T, never step by step. Loss above least squares: loss_factor sum lam d^2, d the
+    distance to the least-squares fit. The evaluations are `grid`, then every `every` steps up to `horizon`;
+    NaN if the target is not met by then."""
+    lam, U, _ = pr.spectrum
+    h = lam + pr.weight_decay
+    u = pr.s * (U.mT @ (pr.A.mT @ pr.y.unsqueeze(-1))).squeeze(-1)  # s U^T A^T y: the labels the loss sees
+    moves, fits = h > 1e-12 * h.max(), lam > 1e-12 * lam.max()
+    fixed = torch.where(moves, u / torch.where(moves, h, 1.0), 0.0)
+    ols = torch.where(fits, u / torch.where(fits, lam, 1.0), 0.0)
+    start = (pr.theta0.unsqueeze(1) @ U).squeeze(1)
+    fixed = torch.where(moves, fixed, start)  # a direction that does not move stays where it started
+    z = torch.stack([start - fixed, torch.zeros_like(start)], -1).unsqueeze(-1)  # (R, p, 2, 1)
+    one = torch.ones_like(h)
+    T = torch.stack([torch.stack([1 - lr * h, -lr * momentum * one], -1), torch.stack([h, momentum * one], -1)], -2)
+    steps = list(grid) + list(range((grid[-1] // every + 1) * every, horizon + 1, every))
+    jumps: dict[int, torch.Tensor] = {}
+    done = 0
+    for t in steps:
+        if t - done not in jumps:
+            jumps[t - done] = torch.linalg.matrix_power(T, t - done)
+        z, done = jumps[t - done] @ z, t
+        excess = loss_factor * (lam * (fixed + z[..., 0, 0] - ols).square()).sum(-1)  # (R,)
+        if not torch.isfinite(excess).all():
+            return math.nan
+        if float(excess.mean()) <= gap:
+            return float(t)
+    return math.nan
+
+
 # ---- isotropic Gaussian designs: the double-descent curve in expectation over design and noise ----
 # Exact expectations for least squares on an isotropic Gaussian design: the double-descent curve.
 #

@@ -22,6 +22,7 @@ from linreg_lab.models import GradientModel, loss_scale
 
 CHUNK = 500  # steps between host syncs: divergence check and progress bar
 RECORD_BUDGET = 1 << 22  # elements of a chunk's per-step records; large batches get shorter chunks
+STOP_CHUNK = 50  # with stop_below, the most steps trained past the evaluation that met it
 PROGRESS_AFTER_S = 2.0  # jobs shorter than this draw no progress bar
 
 
@@ -101,9 +102,12 @@ def mark_divergence(losses: torch.Tensor, start: int, end: int, model, diverged_
 
 
 def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: int,
-          eval_every: int, progress: Callable[[int], object] | None = None) -> TrainResult:
+          eval_every: int, progress: Callable[[int], object] | None = None,
+          stop_below: float | None = None) -> TrainResult:
     """Run `steps` optimizer steps on all replicates, evaluating every `eval_every`; stop early
-    once every replicate has diverged, or on Ctrl-C/SIGTERM (keeping what was done).
+    once every replicate has diverged, or on Ctrl-C/SIGTERM (keeping what was done), or, with
+    `stop_below`, at the first evaluation whose mean full-data loss over the finite replicates is at or
+    below it (the result is then the model as evaluated there).
 
     `progress(steps)`, when given, is called once the run has taken PROGRESS_AFTER_S and returns a bar
     with tqdm's `update(n)` and `close()`; the loop moves it once per chunk."""
@@ -111,6 +115,10 @@ def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: 
     rows = model.rows(data.X, data.y)
     m = n if idx is None else idx.shape[-1]
     chunk = max(1, min(CHUNK, RECORD_BUDGET // (R * m)))
+    if stop_below is not None:  # checked once a chunk: the steps past the target within one are thrown away
+        chunk = min(chunk, max(eval_every, STOP_CHUNK))
+    full = QuadraticLoss(data.X, data.y, loss_scale(model.cfg.loss))
+    checked, stopped = 0, None
     losses = torch.empty(steps, R, device=device, dtype=data.X.dtype)
     evals = evaluation_steps(steps, eval_every) + [-1]  # -1: no evaluation left
     thetas = torch.empty(len(evals) - 1, R, d + 1, device=device, dtype=eval_dtype(device))
@@ -136,6 +144,14 @@ def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: 
             mark_divergence(losses, begun, done, model, diverged_at)
             if diverged_at.all():
                 break
+            if stop_below is not None:
+                if done == evals[k]:
+                    model.snapshot(thetas[k])
+                    k += 1
+                stopped, checked = first_below(full(thetas[checked:k]), stop_below, checked), k
+                if stopped is not None:
+                    k, done = stopped + 1, evals[stopped]
+                    break
             if bar is None and progress is not None and time.perf_counter() - start > PROGRESS_AFTER_S:
                 bar, shown = progress(steps), 0
             if bar is not None:
@@ -152,16 +168,29 @@ def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: 
     finally:
         if bar is not None:
             bar.close()
-    scale = loss_scale(model.cfg.loss)
-    test = QuadraticLoss(data.X_test, data.y_test, scale)(thetas[:k])
-    full = QuadraticLoss(data.X, data.y, scale)(thetas[:k])
+    test = QuadraticLoss(data.X_test, data.y_test, loss_scale(model.cfg.loss))(thetas[:k])
+    full_losses = full(thetas[:k])
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return collect(losses[:done], test, full, evals[:k], model, seconds, diverged_at, interrupted)
+    w, b = model.params()
+    if stopped is not None:  # the model as it was at the evaluation that met the target
+        w, b = thetas[stopped, :, :-1].to(w.dtype), thetas[stopped, :, -1].to(b.dtype)
+    diverged_at[diverged_at > done] = 0  # a replicate that broke after the stop did not, in the run kept
+    return collect(losses[:done], test, full_losses, evals[:k], (w, b), seconds, diverged_at, interrupted)
 
 
-def collect(losses, test, full, evals, model, seconds, diverged_at, interrupted) -> TrainResult:
+def first_below(losses: torch.Tensor, level: float, offset: int) -> int | None:
+    """Index (plus offset) of the first evaluation whose mean loss over the finite replicates is <= level."""
+    if not len(losses):
+        return None
+    finite = torch.isfinite(losses)
+    mean = torch.where(finite, losses, 0.0).sum(1) / finite.sum(1).clamp_min(1)
+    hit = torch.nonzero(finite.any(1) & (mean <= level))
+    return offset + int(hit[0, 0]) if len(hit) else None
+
+
+def collect(losses, test, full, evals, params, seconds, diverged_at, interrupted) -> TrainResult:
     """Bring the results to the host once, blanking (NaN) every value at or after a replicate diverged."""
     end = np.where(diverged_at > 0, diverged_at, np.iinfo(np.int64).max)
     train_np = losses.cpu().double().numpy()
@@ -173,6 +202,6 @@ def collect(losses, test, full, evals, model, seconds, diverged_at, interrupted)
     test_np[late | ~np.isfinite(test_np)] = np.nan  # an overflowing evaluation is not a value
     full_np[late | ~np.isfinite(full_np)] = np.nan
     last = int(diverged_at.max()) - 1 if diverged_at.all() else len(train_np)  # drop steps no replicate survived
-    w, b = model.params()
+    w, b = params
     return TrainResult(train_np[:last], eval_steps, test_np, full_np, w.cpu(), b.cpu(), seconds, diverged_at,
                        interrupted)

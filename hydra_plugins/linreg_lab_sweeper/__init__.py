@@ -1,6 +1,7 @@
 """Hydra plugin `hydra/sweeper=cached_basic`: the basic sweeper's sweeps, composing each job by cache.
 
-Built on Hydra's public Sweeper interface, with the basic sweeper's keys (`max_batch_size`, `params`).
+Built on Hydra's public Sweeper interface, with the basic sweeper's keys (`max_batch_size`, `params`) and
+one of its own, `extra_grids`: more grids, each the params with some keys' values replaced.
 Hydra only instantiates plugins that live in the `hydra_plugins` package; the composing is in
 `linreg_lab.composing`. linreg_lab's config.yaml makes this the default sweeper.
 """
@@ -19,9 +20,11 @@ class CachedBasicSweeper(Sweeper):
     None), with a config loader (also the launcher's) that composes once per distinct choice of config
     groups and applies each job's plain values to a copy."""
 
-    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None) -> None:
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None,
+                 extra_grids: list[dict[str, str]] | None = None) -> None:
         self.max_batch_size = max_batch_size
         self.params = params or {}
+        self.extra_grids = [dict(grid) for grid in extra_grids or []]
         self.config = self.hydra_context = self.launcher = None
 
     def setup(self, *, hydra_context: HydraContext, task_function, config) -> None:
@@ -36,7 +39,8 @@ class CachedBasicSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> list:
         from linreg_lab.composing import grid_jobs
 
-        jobs = grid_jobs(self.params, arguments, OverridesParser.create(config_loader=self.hydra_context.config_loader))
+        jobs = grid_jobs(self.params, arguments, OverridesParser.create(config_loader=self.hydra_context.config_loader),
+                         self.extra_grids)
         size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else max(len(jobs), 1)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
