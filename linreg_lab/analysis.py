@@ -113,7 +113,8 @@ def named(parts: dict[str, float], names: dict[str, str]) -> dict[str, float]:
 
 def design_metrics(X: torch.Tensor, fit_intercept: bool, noise_var: float, curvature: float) -> dict[str, float]:
     """theory/*: least-squares variance sigma^2 tr((A^T A)^-1) of w and b, averaged over the designs;
-    the full-batch stability bound 2 / lambda_max and the condition number of the loss Hessian; the best
+    the full-batch stability bound 2 / lambda_max (the smallest over the replicates: the largest step stable for
+    every one) and the condition number of the loss Hessian (the mean over the replicates); the best
     constant rate of gradient descent and Polyak's heavy ball for the extreme eigenvalues over the replicates.
 
     `curvature` turns A^T A into the Hessian: 2c/n for a mean loss, 2c for a sum.
@@ -124,7 +125,7 @@ def design_metrics(X: torch.Tensor, fit_intercept: bool, noise_var: float, curva
     eig = torch.linalg.eigvalsh(curvature * (A.mT @ A))  # ascending
     out = {
         C.THEORY_W_VAR: float(noise_var * cov[:, :d, :d].diagonal(dim1=1, dim2=2).sum(1).mean()),
-        C.THEORY_LR_MAX: float((2 / eig[:, -1]).mean()),
+        C.THEORY_LR_MAX: float((2 / eig[:, -1]).min()),  # stable for every replicate
         C.THEORY_CONDITION: float((eig[:, -1] / eig[:, 0].clamp_min(1e-300)).mean()),
     }
     if fit_intercept:

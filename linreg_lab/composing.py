@@ -186,11 +186,13 @@ def grid_jobs(params: dict[str, str], arguments: list[str], parser: OverridesPar
     """Every job of a grid sweep (Hydra's basic sweeper, cached_basic), as its override strings: the sweeper's
     `params` (hydra.sweeper.params), then the command line's task overrides (`arguments`), each key's values
     crossed; then, for each of cached_basic's `extra_grids`, the same grid with that entry's values in place of
-    (or beside) the params' (a preset's second arm: the tuned runs beside a learning-rate grid). The one
+    (or beside) the others, the command line's included (a preset's second arm: the tuned runs beside a
+    learning-rate grid; `hydra.sweeper.extra_grids=[]` drops it). The one
     expansion of a sweep: the preflight counts and checks these very jobs."""
     jobs = []
-    for grid in [{}, *extra_grids]:
-        lines = [f"{key}={value}" for key, value in {**params, **grid}.items()] + list(arguments)
+    for grid in [{}, *extra_grids]:  # an extra grid's own keys win over the command line's too
+        lines = ([f"{key}={value}" for key, value in params.items()] + list(arguments)
+                 + [f"{key}={value}" for key, value in grid.items()])
         jobs += sweep_jobs(parser.parse_overrides(lines))
     return jobs
 

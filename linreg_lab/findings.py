@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from linreg_lab import conditioning, double_descent
 from linreg_lab import contract as C
-from linreg_lab import double_descent
 from linreg_lab.tables import best_lr_table, num, reference_slice, varied_knobs
 
 
@@ -114,6 +114,9 @@ def findings(runs: pd.DataFrame) -> list[str]:
         return []
     study = double_descent.findings(runs)
     if study:  # the double-descent study: no optimizer is tuned, its series are the story
+        return study + divergence(runs)
+    study = conditioning.findings(runs)
+    if study:  # the conditioning study: steps to target against kappa is the story
         return study + divergence(runs)
     best = best_lr_table(runs)
     out = best_rates(best) if len(best) else []

@@ -140,8 +140,9 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
         if done:
             console.say(f"{ctx.label}{name}: already FINISHED as run {done}, skipped (resume=true)")
             return {}
-    data = load_data(cfg)
-    if cfg.theory_tuned:  # the rate (and momentum) theory sets from this data: the run records what it used
+    data = None
+    if cfg.theory_tuned:  # the rate (and momentum) theory sets from this data: the run's params are what it used
+        data = load_data(cfg)
         cfg = tuned(cfg, data)
         ctx.params.update({"lr": cfg.lr, "optimizer.momentum": cfg.optimizer.momentum})
         name = run_name(cfg, ctx.overrides)
@@ -165,9 +166,11 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
     return finals
 
 
-def fit_and_log(cfg: RunConfig, ctx: JobContext, data: Dataset, client, run_id: str, device: torch.device,
+def fit_and_log(cfg: RunConfig, ctx: JobContext, data: Dataset | None, client, run_id: str, device: torch.device,
                 start: float) -> tuple[Fit, dict[str, float]]:
-    """Fit, write the artifacts, then log metrics and tags and end the run, in one write where the store allows."""
+    """Fit (drawing the data unless given), write the artifacts, then log metrics and tags and end the run, in one
+    write where the store allows."""
+    data = load_data(cfg) if data is None else data
     fit = fit_solver(cfg, data) if cfg.is_solver else fit_gradient(cfg, data, device, step_bar)
     metrics, tags = score(cfg, data, fit)
     finals = {**fit.finals, **metrics}

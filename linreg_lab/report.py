@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from linreg_lab import conditioning, describe
 from linreg_lab import contract as C
-from linreg_lab import describe
 from linreg_lab.double_descent import curve_table
 from linreg_lab.findings import findings, num
 from linreg_lab.tables import HISTORY_KEYS, best_lr_table, problem_table, tidy_histories, tidy_runs, tutorial_table
@@ -46,6 +46,7 @@ LOOK_AT = {  # what each figure is for, said first in its caption
     "Bias and variance of predictions": "Look at the test MSE row: the error a user of the fit would see.",
     "Heatmap: final w error": "Look for the light cells: the optimizer and rate with the smallest error.",
     "Wall time": "Look at the training loop's share: the rest is data, scoring and logging.",
+    "Conditioning": "Look at how steep each line is: slope 1 is steps growing as κ, slope 1/2 as √κ, 0 not at all.",
     "Double descent": "Look at the spike at p = n in the minimum-norm curve, the descent past it, and the series "
                       "that have none.",
 }
@@ -155,11 +156,7 @@ def build(runs: pd.DataFrame, hist: pd.DataFrame, out: Path, title: str, header:
             path = out / f"{heading.split(':')[0].lower().replace(' ', '_')}.png"
             plots.save(fig, path)
         figures.append((heading, path, note))
-    study = curve_table(runs)
-    first = [("Double descent: each series at each p (bias², variance given the design; theory_*: exact "
-              "expectations, ridge's the Marchenko-Pastur limit)", study)] if len(study) else \
-        [("Each optimizer at its best learning rate", best_table(runs))]  # no rate is tuned in the study
-    tables = [*first,
+    tables = [*study_tables(runs),
               ("Diverged, failed, killed and unfinished runs", problem_table(runs)),
               ("Tutorial presets: learned and true minus learned", tutorial_table(runs)),
               ("All runs", runs[[c for c in ALL_RUNS if c in runs]])]
@@ -167,6 +164,21 @@ def build(runs: pd.DataFrame, hist: pd.DataFrame, out: Path, title: str, header:
     page = out / C.REPORT_HTML
     page.write_text(render_html(title, header, figures, tables, findings(runs)))
     return page
+
+
+def study_tables(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """A study's own first tables in place of the best-rate table (whose rule, lowest final loss, is not the
+    study's), or that table."""
+    study = curve_table(runs)
+    if len(study):  # no rate is tuned in the double-descent study
+        return [("Double descent: each series at each p (bias², variance given the design; theory_*: exact "
+                 "expectations, ridge's the Marchenko-Pastur limit)", study)]
+    steps = conditioning.steps_table(runs)
+    if len(steps):
+        return [("Conditioning: each optimizer at its best rate (fewest steps to target) per κ and basis; tuned_*: "
+                 "the theory-tuned run (sgd: 2/(L+μ), momentum: Polyak)", steps),
+                ("Conditioning: fitted slopes of steps against κ (log-log)", conditioning.slopes(steps))]
+    return [("Each optimizer at its best learning rate (lowest final loss)", best_table(runs))]
 
 
 def runs_by_state(runs: pd.DataFrame) -> str:

@@ -350,8 +350,9 @@ def _check_spectrum(data: DataConfig) -> None:
                           "data.spectrum=list with the eigenvalues, or no data.eigenvalues")
     shaped = data.spectrum is not Spectrum.isotropic or data.basis is Basis.rotated
     if shaped and data.x_dist is not XDist.normal:
-        raise ConfigError(f"data.spectrum={data.spectrum.value} data.basis={data.basis.value} needs data.x_dist=normal,"
-                          f" got {data.x_dist.value}; allowed: isotropic axes-aligned features for uniform and linspace")
+        raise ConfigError(f"data.spectrum={data.spectrum.value} data.basis={data.basis.value} needs "
+                          f"data.x_dist=normal, got {data.x_dist.value}; allowed: isotropic axes-aligned features "
+                          "for uniform and linspace")
     if data.basis_seed < 0:
         raise ConfigError(f"data.basis_seed must be >= 0, got {data.basis_seed}")
 

@@ -14,7 +14,8 @@ ALIASES = {  # config column (results.runs) -> the report's name for it
     "optimizer.name": "optimizer", "optimizer.weight_decay": "weight_decay", "model.name": "model",
     "experiment": "preset", "model.weight_decay": "model_weight_decay", "data.true_w": "true_w",
     "data.true_b": "true_b", "data.n_train": "n_train", "data.sampling": "sampling", "data.n_features": "n_features",
-    "model.optimal_ridge": "optimal_ridge",
+    "model.optimal_ridge": "optimal_ridge", "data.condition_number": "condition_number", "data.basis": "basis",
+    "data.spectrum": "spectrum", "optimizer.momentum": "momentum",
 }
 SETTINGS = ["optimizer", "lr", "batch_size", "noise", "weight_decay", "steps", "replicates", "seed", "model",
             "preset", "model_weight_decay", "true_w", "true_b", "n_train", "sampling"]
@@ -25,7 +26,8 @@ DECOMPOSED = [C.EST_W_BIAS2, C.EST_W_VAR, C.EST_W_MSE, C.EST_B_BIAS2, C.EST_B_VA
 METRICS = [C.FULL_LOSS, C.W_ERROR, C.B_ERROR, "b", C.OLS_LOSS, C.TIME_TOTAL, C.TIME_TRAIN,
            C.THEORY_LR_MAX, C.THEORY_W_VAR, C.EST_REPLICATES, C.EST_W_OPT_MSE, C.EST_W_STAT_MSE,
            C.TTT_STEPS, C.TTT_SECONDS, C.TTT_CENSORED, C.DIVERGED_STEP, C.DIVERGED_FRACTION,
-           C.THEORY_BEST_WEIGHT_DECAY, C.THEORY_BEST_STEPS, C.THEORY_W_VAR_SGD,
+           C.THEORY_BEST_WEIGHT_DECAY, C.THEORY_BEST_STEPS, C.THEORY_W_VAR_SGD, C.THEORY_CONDITION,
+           C.THEORY_STEPS_TO_TARGET,
            *DECOMPOSED, *map(C.se, DECOMPOSED), *map(C.theory_of, DECOMPOSED)]
 # always present as columns (NaN where a run has none), so figures can rely on them
 TAGS = ["outcome", "tags.overrides", "tags.error", "tags.stability", "tags.theory"]

@@ -48,6 +48,7 @@ def run_scored(*overrides: str) -> dict[str, float]:
 
     cfg = compose_config(*overrides, "device=cpu")
     data = fitting.load_data(cfg)
+    cfg = fitting.tuned(cfg, data)  # theory_tuned's rate, as the job sets it
     fit = fitting.fit_solver(cfg, data) if cfg.is_solver else fitting.fit_gradient(cfg, data, torch.device("cpu"))
     return {**fit.finals, **fitting.score(cfg, data, fit)[0]}
 

@@ -15,7 +15,8 @@ CASES = {
     "unknown optimizer": (["optimizer=adagrad"], "optimizer=adagrad is not known; allowed: adam, momentum"),
     "unknown model": (["model=mlp"], "model=mlp is not known; allowed: closed_form, grid, linear"),
     "unknown data recipe": (["data=mnist"], "data=mnist is not known; allowed: gaussian"),
-    "unknown experiment": (["experiment=nope"], "experiment=nope is not known; allowed: bias_variance, d2l_concise"),
+    "unknown experiment": (["experiment=nope"], "experiment=nope is not known; allowed: bias_variance, conditioning, "
+                                                "d2l_concise"),
     "unknown option inside a sweep": (["-m", "optimizer=sgd,adagrad"], "optimizer=adagrad is not known"),
     "lr zero": (["lr=0"], "lr must be a finite number > 0, got 0.0"),
     "lr negative in a sweep": (["-m", "lr=0.1,-1"], "job lr=-1: lr must be a finite number > 0, got -1.0"),
@@ -33,6 +34,20 @@ CASES = {
     "drawn w, bad norm": (["data.true_w=[]", "data.n_features=3", "data.w_norm=-1"], "data.w_norm must be a finite"),
     "optimal ridge with an intercept": (["model=closed_form", "model.optimal_ridge=true"], "model.optimal_ridge needs "
                                         "isotropic Gaussian data without an intercept, got model.fit_intercept=True"),
+    "condition number below 1": (["data.spectrum=condition", "data.condition_number=0.5"],
+                                 "data.condition_number must be a finite number >= 1, got 0.5"),
+    "eigenvalues of the wrong length": (["data.spectrum=list", "data.eigenvalues=[1,2,3]"],
+                                        "data.eigenvalues must be 2 finite numbers > 0 (one per feature), got [1.0, 2"),
+    "a non-positive eigenvalue": (["data.spectrum=list", "data.eigenvalues=[1,0]"],
+                                  "data.eigenvalues must be 2 finite numbers > 0 (one per feature), got [1.0, 0.0]"),
+    "decay zero": (["data.spectrum=power_law", "data.decay=0"], "data.decay must be a finite number > 0, got 0.0"),
+    "eigenvalues without the list spectrum": (["data.eigenvalues=[1,2]"], "data.eigenvalues is set but "
+                                              "data.spectrum=isotropic"),
+    "theory-tuned adam": (["optimizer=adam", "theory_tuned=true", "batch_size=full"],
+                          "theory_tuned=true needs full-batch sgd or momentum"),
+    "theory-tuned mini-batch": (["theory_tuned=true"], "theory_tuned=true needs full-batch sgd or momentum without "
+                                "weight decay, nesterov or dampening on a fixed training set, got model=manual "
+                                "optimizer=sgd batch_size=10"),
     "unknown estimator": (["estimator=lasso"], "estimator=lasso is not known; allowed: gd_10, gd_100"),
     "misspelt key": (["optimizer.lrr=1"], "Key 'lrr' not in 'SGDConfig'; allowed keys: name, momentum"),
     "unknown device": (["device=tpu"], "device='tpu' is not known; allowed: auto, cpu, cuda, mps"),
