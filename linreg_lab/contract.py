@@ -67,6 +67,7 @@ THEORY_POLYAK_LR = "theory/polyak_lr"
 THEORY_POLYAK_MOMENTUM = "theory/polyak_momentum"
 THEORY_POLYAK_CONTRACTION = "theory/polyak_contraction"
 THEORY_STEPS_TO_TARGET = "theory/steps_to_target"
+THEORY_NOISE_SCALE = "theory/noise_scale"  # streaming Gaussian rows: McCandlish et al.'s B_simple at the start
 # double descent: the decomposition given the design (bias counts the design's randomness), and the
 # isotropic Gaussian design's exact expectations (theory.py's isotropic section)
 EST_W_BIAS2_COND = "est/w_bias2_cond"
@@ -76,6 +77,11 @@ THEORY_GAUSS_W_BIAS2_COND = "theory/gauss/w_bias2_cond"
 THEORY_GAUSS_W_VAR_COND = "theory/gauss/w_var_cond"
 THEORY_GAUSS_RIDGE_W_MSE = "theory/gauss/ridge_w_mse"
 THEORY_GAUSS_RIDGE_WEIGHT_DECAY = "theory/gauss/ridge_weight_decay"
+
+# batch-size scaling, on a sweep's parent: S(B) = min_steps (1 + critical_batch / B) fitted to each optimizer's
+# fewest steps to target at each batch size (analysis.critical_batch_fit)
+SCALING_CRITICAL_BATCH = "scaling/{optimizer}/critical_batch"
+SCALING_MIN_STEPS = "scaling/{optimizer}/min_steps"
 
 TTT_STEPS = "ttt/steps"
 TTT_SAMPLES = "ttt/samples"

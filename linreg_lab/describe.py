@@ -9,9 +9,19 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import numpy as np
 from tabulate import tabulate
 
-from linreg_lab.contract import FULL_LOSS, OUTCOME, SOLVER_MODELS, W_ERROR
+from linreg_lab.contract import (
+    FULL_LOSS,
+    OUTCOME,
+    SCALING_CRITICAL_BATCH,
+    SCALING_MIN_STEPS,
+    SOLVER_MODELS,
+    TTT_CENSORED,
+    TTT_STEPS,
+    W_ERROR,
+)
 
 REPORT_LABEL = "**Report:**"
 
@@ -38,6 +48,53 @@ def best_runs(rows: list[dict]) -> list[dict]:
         if name not in best or float(loss) < float(best[name][loss_key]):
             best[name] = row
     return [best[k] for k in sorted(best)]
+
+
+def fewest_steps(runs: list[tuple[str, int, float, float, bool]]) -> dict[tuple[str, int], tuple[float, float]]:
+    """Each (optimizer, batch size)'s best rate by the fewest steps to target: from (optimizer, batch, lr, ttt/steps,
+    reached) per run, the (steps, lr) of the quickest run that reached the target (ties: the smaller rate)."""
+    best: dict[tuple[str, int], tuple[float, float]] = {}
+    for opt, batch, lr, steps, reached in runs:
+        if not reached or not np.isfinite(steps):
+            continue
+        if (opt, batch) not in best or (steps, lr) < best[(opt, batch)]:
+            best[(opt, batch)] = (steps, lr)
+    return best
+
+
+def critical_batch_fit(batch: np.ndarray, steps: np.ndarray) -> tuple[float, float]:
+    """(S_min, B_noise) of S(B) = S_min (1 + B_noise / B) (McCandlish et al. 2018, "An Empirical Model of
+    Large-Batch Training", eq. 2.11), least squares in relative error: S is linear in 1/B, each point weighted by
+    1/S. NaN where fewer than 3 batch sizes, or the fit is not positive (no scaling law of that form)."""
+    batch, steps = np.asarray(batch, dtype=np.float64), np.asarray(steps, dtype=np.float64)
+    if len(np.unique(batch)) < 3:
+        return np.nan, np.nan
+    design = np.stack([np.ones_like(batch), 1 / batch], 1) / steps[:, None]
+    (s_min, slope), *_ = np.linalg.lstsq(design, np.ones_like(steps), rcond=None)
+    if s_min <= 0 or slope < 0:
+        return np.nan, np.nan
+    return float(s_min), float(slope / s_min)
+
+
+def scaling_metrics(rows: list[dict]) -> dict[str, float]:
+    """The sweep parent's scaling/<optimizer>/critical_batch and min_steps: S(B) fitted to each optimizer's fewest
+    steps to target at each batch size (finished runs that met the target); none unless >= 3 batch sizes."""
+    runs = []
+    for r in rows:
+        batch, steps = str(r.get("params.batch_size", "")), r.get(f"metrics.{TTT_STEPS}")
+        if r["status"] != "FINISHED" or r.get(f"tags.{OUTCOME}") != "completed" or not batch.isdigit() or steps is None:
+            continue
+        runs.append((optimizer_of(r), int(batch), float(r.get("params.lr", "nan")), float(steps),
+                     r.get(f"metrics.{TTT_CENSORED}") == 0))
+    best = fewest_steps(runs)
+    out = {}
+    for opt in sorted({o for o, _ in best}):
+        points = sorted((b, s) for (o, b), (s, _) in best.items() if o == opt)
+        s_min, b_noise = critical_batch_fit(np.array([b for b, _ in points]), np.array([s for _, s in points]))
+        if np.isfinite(s_min):
+            out[SCALING_CRITICAL_BATCH.format(optimizer=opt)] = b_noise
+            out[SCALING_MIN_STEPS.format(optimizer=opt)] = s_min
+    return out
 
 
 def status_counts(rows: list[dict]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from linreg_lab import conditioning, double_descent
+from linreg_lab import batch_scaling, conditioning, double_descent
 from linreg_lab import contract as C
 from linreg_lab.tables import best_lr_table, num, reference_slice, varied_knobs
 
@@ -115,8 +115,8 @@ def findings(runs: pd.DataFrame) -> list[str]:
     study = double_descent.findings(runs)
     if study:  # the double-descent study: no optimizer is tuned, its series are the story
         return study + divergence(runs)
-    study = conditioning.findings(runs)
-    if study:  # the conditioning study: steps to target against kappa is the story
+    study = conditioning.findings(runs) or batch_scaling.findings(runs)
+    if study:  # the conditioning or batch-size study: steps to target is the story
         return study + divergence(runs)
     best = best_lr_table(runs)
     out = best_rates(best) if len(best) else []

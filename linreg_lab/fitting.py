@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from linreg_lab import analysis, contract, theory
-from linreg_lab.data import Dataset, batch_indices, make_dataset, noise_moments, replicate_seed
+from linreg_lab.data import Dataset, basis, batch_indices, eigenvalues, make_dataset, noise_moments, replicate_seed
 from linreg_lab.models import affine, build_model, closed_form, grid_search, init_params, loss_scale, mean_loss
-from linreg_lab.schema import ClosedFormConfig, NoiseDist, Reduction, RunConfig, Sampling, XDist
+from linreg_lab.schema import ClosedFormConfig, NoiseDist, Reduction, RunConfig, Sampling, Spacing, XDist
 from linreg_lab.train import evaluation_steps, train
 
 BAND_POINTS = 100  # train/loss_p10 and _p90 (R > 1): a band needs no more points than this
@@ -35,6 +35,7 @@ class Fit:
     diverged_at: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     steps_done: int = 0
     interrupted: KeyboardInterrupt | None = None
+    ols: tuple[torch.Tensor, torch.Tensor, float] | None = None  # (w, b, mean loss) of least squares, once computed
 
     @property
     def diverged_step(self) -> int | None:
@@ -83,10 +84,16 @@ def loss_histories(res, replicated: bool) -> dict[str, tuple[np.ndarray, np.ndar
     return out
 
 
-def least_squares_loss(cfg: RunConfig, data: Dataset) -> float:
-    """ols/loss: the least-squares fit's training loss, the mean over the replicates (float64, CPU)."""
+def float64(data: Dataset) -> Dataset:
+    """The data as float64 on the CPU, converted once (a long stream is costly to convert again and again)."""
+    return Dataset(*(t.detach().double().cpu() for t in (data.X, data.y, data.X_test, data.y_test)))
+
+
+def least_squares_fit(cfg: RunConfig, data: Dataset) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(w, b) of each replicate's least-squares fit and ols/loss, its training loss's mean over the replicates."""
+    data = float64(data)
     w_ols, b_ols = analysis.least_squares(data.X, data.y, cfg.model.fit_intercept)
-    return float(mean_loss(affine(data.X.double().cpu(), w_ols, b_ols), data.y.double().cpu(), cfg.model.loss).mean())
+    return w_ols, b_ols, float(mean_loss(affine(data.X, w_ols, b_ols), data.y, cfg.model.loss).mean())
 
 
 def tuned(cfg: RunConfig, data: Dataset) -> RunConfig:
@@ -110,13 +117,14 @@ def fit_gradient(cfg: RunConfig, data: Dataset, device: torch.device,
     model = build_model(w0.to(device), b0.to(device), cfg.model, cfg.lr, cfg.optimizer)
     idx = batch_indices(data.X.shape[1], cfg.batch_size, cfg.steps, cfg.data.streaming,
                         seeds(cfg, "order", cfg.order_seed), cfg.data.sampling is Sampling.replacement)
-    stop = analysis.target_loss(least_squares_loss(cfg, data), cfg.target_rel) if cfg.stop_at_target else None
+    ols = least_squares_fit(cfg, data) if cfg.stop_at_target else None
+    stop = analysis.target_loss(ols[2], cfg.target_rel) if ols else None
     res = train(model, data.to(device), None if idx is None else idx.to(device), cfg.steps, cfg.eval_every,
-                progress, stop)
+                progress, stop, cfg.eval_spacing is Spacing.log)
     histories = loss_histories(res, cfg.replicates > 1)
     fit = Fit(res.w, res.b, histories, curves=res.train_loss, w_init=w0.numpy(), b_init=b0.numpy(),
               full_curve=histories[contract.FULL_LOSS], diverged_at=res.diverged_at,
-              steps_done=len(res.train_loss), interrupted=res.interrupted)
+              steps_done=len(res.train_loss), interrupted=res.interrupted, ols=ols)
     fit.finals = {contract.TIME_TRAIN: res.seconds, contract.DIVERGED: float(fit.diverged_step is not None),
                   contract.DIVERGED_FRACTION: float((res.diverged_at > 0).mean()),
                   contract.STEPS_DONE: float(fit.steps_done)}
@@ -158,11 +166,11 @@ def score(cfg: RunConfig, data: Dataset, fit: Fit) -> tuple[dict[str, float], di
     """Final metrics and tags: errors (mean over finite replicates), est/, pred/, theory/, ttt/."""
     ok = torch.isfinite(fit.w.double()).all(1) & torch.isfinite(fit.b.double())
     w, b = fit.w.double().cpu()[ok], fit.b.double().cpu()[ok]
-    w_ols, b_ols = analysis.least_squares(data.X, data.y, cfg.model.fit_intercept)
-    X, y = data.X.double().cpu(), data.y.double().cpu()
-    ols_loss = mean_loss(affine(X, w_ols, b_ols), y, cfg.model.loss)
+    data = float64(data)
+    w_ols, b_ols, ols_loss = fit.ols or least_squares_fit(cfg, data)
+    X = data.X
     noise_mean, noise_var = noise_moments(cfg.data, cfg.noise)
-    out = {contract.OLS_LOSS: float(ols_loss.mean()), contract.EST_FINITE_REPLICATES: float(ok.sum())}
+    out = {contract.OLS_LOSS: ols_loss, contract.EST_FINITE_REPLICATES: float(ok.sum())}
     out.update(analysis.design_metrics(data.X, cfg.model.fit_intercept, noise_var, curvature(cfg, X.shape[1])))
     if len(w):
         out.update(analysis.parameter_errors(w, b, cfg.data.true_w, cfg.data.true_b, w_ols[ok], b_ols[ok]))
@@ -180,7 +188,9 @@ def score(cfg: RunConfig, data: Dataset, fit: Fit) -> tuple[dict[str, float], di
     verdict = "n/a" if cfg.is_solver else analysis.stability_verdict(
         cfg.optimizer.name, cfg.lr, momentum, out[contract.THEORY_LR_MAX], fit.diverged_step is not None)
     kind = theory_kind(cfg)
-    if kind != "none" and bool(ok.any()):
+    if kind != "none" and cfg.data.streaming:
+        out.update(streaming_metrics(cfg, fit, out[contract.OLS_LOSS]))
+    elif kind != "none" and bool(ok.any()):
         predicted = predicted_metrics(cfg, data, fit, ok, stable=verdict in ("stable_as_predicted", "n/a",
                                                                           "diverged_below_bound"),
                                       floor=out[contract.OLS_LOSS])
@@ -197,17 +207,45 @@ def full_batch(cfg: RunConfig) -> bool:
 
 
 def theory_kind(cfg: RunConfig) -> str:
-    """What theory says about this run's bias^2 and variance: exact (ridge / least squares, full-batch gradient
-    descent and heavy ball), approximate (mini-batch SGD and momentum: small-rate batch noise) or none
-    (RMSprop, Adam, Nesterov, dampening, the grid, streaming data)."""
-    if cfg.data.streaming or cfg.model.name == "grid":
+    """What theory says about this run: exact (ridge / least squares, full-batch gradient descent and heavy ball;
+    SGD and heavy ball on streaming Gaussian rows, where the expected loss is exact at every step), approximate
+    (mini-batch SGD and momentum on a fixed set: small-rate batch noise) or none (RMSprop, Adam, Nesterov,
+    dampening, the grid, other streaming data)."""
+    if cfg.model.name == "grid":
         return "none"
     if cfg.model.name == "closed_form":
-        return "exact"
+        return "exact" if not cfg.data.streaming else "none"
     opt = cfg.optimizer
     if opt.name not in contract.GD_FAMILY or opt.nesterov or opt.dampening:
         return "none"
+    if cfg.data.streaming:
+        return "exact" if streaming_gaussian(cfg) else "none"
     return "exact" if full_batch(cfg) else "approximate"
+
+
+def streaming_gaussian(cfg: RunConfig) -> bool:
+    """Fresh N(0, Sigma) rows every step, y = x.w + Gaussian noise, no intercept to fit or to miss, no weight
+    decay: where theory's streaming recursion is exact."""
+    d = cfg.data
+    return (d.x_dist is XDist.normal and d.x_mean == 0 and d.noise_dist is NoiseDist.gaussian and d.true_b == 0
+            and not cfg.model.fit_intercept and not cfg.optimizer.weight_decay)
+
+
+def streaming_metrics(cfg: RunConfig, fit: Fit, floor: float) -> dict[str, float]:
+    """theory/steps_to_target of the run's own (lr, batch, momentum) from the expected-loss recursion
+    (theory.streaming_losses), ttt's target above the run's least-squares loss `floor`; theory/noise_scale at the
+    start."""
+    lam = torch.from_numpy(eigenvalues(cfg.data) * cfg.data.x_std**2)
+    start = torch.from_numpy((np.atleast_2d(fit.w_init) - np.asarray(cfg.data.true_w)) @ basis(cfg.data))
+    lr = cfg.lr * (cfg.batch_size if cfg.model.reduction is Reduction.sum else 1)
+    noise_var = noise_moments(cfg.data, cfg.noise)[1]
+    target = analysis.target_loss(floor, cfg.target_rel)
+    steps = theory.streaming_steps_to_target(lam, start.square().mean(0), lr, cfg.optimizer.momentum, cfg.batch_size,
+                                             noise_var, loss_scale(cfg.model.loss), target, theory_grid(cfg))
+    out = {contract.THEORY_NOISE_SCALE: theory.noise_scale(lam, start, noise_var)}
+    if np.isfinite(steps):
+        out[contract.THEORY_STEPS_TO_TARGET] = steps
+    return out
 
 
 def theory_problem(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor) -> theory.Problem:
@@ -258,13 +296,19 @@ def predicted_metrics(cfg: RunConfig, data: Dataset, fit: Fit, ok: torch.Tensor,
 
 
 def steps_to_target(cfg: RunConfig, pr: theory.Problem, floor: float) -> float:
-    """theory/steps_to_target on the run's evaluation grid, extended past the budget (to 10 budgets) at the same
-    spacing: the full-data loss (c/n |A theta - y|^2) above least squares is c/n / s in A^T A's eigen-terms."""
+    """theory/steps_to_target on the run's evaluation grid, extended past the budget (theory_grid): the full-data
+    loss (c/n |A theta - y|^2) above least squares is c/n / s in A^T A's eigen-terms."""
     loss_factor = loss_scale(cfg.model.loss) / pr.A.shape[1] / pr.s
     gap = analysis.target_loss(floor, cfg.target_rel) - floor
-    grid = evaluation_steps(cfg.steps, cfg.eval_every)
-    return theory.steps_to_target(pr, cfg.lr, cfg.optimizer.momentum, loss_factor, gap, grid, cfg.eval_every,
-                                  10 * cfg.steps)
+    return theory.steps_to_target(pr, cfg.lr, cfg.optimizer.momentum, loss_factor, gap, theory_grid(cfg))
+
+
+def theory_grid(cfg: RunConfig) -> list[int]:
+    """The run's evaluation steps, then the same spacing on past the budget to 10 budgets: where theory looks for
+    the target (a prediction past the budget says how far off a censored run was)."""
+    log = cfg.eval_spacing is Spacing.log
+    return sorted(set(evaluation_steps(cfg.steps, cfg.eval_every, log))
+                  | set(evaluation_steps(10 * cfg.steps, cfg.eval_every, log)))
 
 
 def conditional_bias(pr: theory.Problem, moments: theory.Moments, d: int) -> dict[str, float]:

@@ -73,7 +73,8 @@ def write_artifacts(cfg: RunConfig, ctx: JobContext, data: Dataset, fit: Fit, ou
     curves.save(out / contract.CURVES_NPZ, fit.histories)
     one = cfg.replicates == 1  # a single replicate keeps the tutorials' shapes: X (n, d), w_init (d,)
     pick = (lambda a: a[0]) if one else (lambda a: a)
-    np.savez(out / contract.DATA_NPZ, X=pick(data.X.cpu().numpy()), y=pick(data.y.cpu().numpy()),
+    rows = cfg.data.n_train if cfg.data.streaming else data.X.shape[1]  # a stream's head; the rest: from the seeds
+    np.savez(out / contract.DATA_NPZ, X=pick(data.X[:, :rows].cpu().numpy()), y=pick(data.y[:, :rows].cpu().numpy()),
              w_init=pick(fit.w_init) if len(fit.w_init) else fit.w_init,
              b_init=pick(fit.b_init) if len(fit.b_init) else fit.b_init,
              X_test=data.X_test.cpu().numpy(), y_test=data.y_test.cpu().numpy(),

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from linreg_lab import conditioning, describe
+from linreg_lab import batch_scaling, conditioning, describe
 from linreg_lab import contract as C
 from linreg_lab.double_descent import curve_table
 from linreg_lab.findings import findings, num
@@ -47,6 +47,10 @@ LOOK_AT = {  # what each figure is for, said first in its caption
     "Heatmap: final w error": "Look for the light cells: the optimizer and rate with the smallest error.",
     "Wall time": "Look at the training loop's share: the rest is data, scoring and logging.",
     "Conditioning": "Look at how steep each line is: slope 1 is steps growing as κ, slope 1/2 as √κ, 0 not at all.",
+    "Batch-size scaling": "Look at where each line leaves the perfect-scaling guide and flattens: the critical "
+                          "batch size.",
+    "Best rate against batch size": "Look at the slope below the critical batch size: 1 is a rate in proportion "
+                                    "to the batch.",
     "Double descent": "Look at the spike at p = n in the minimum-norm curve, the descent past it, and the series "
                       "that have none.",
 }
@@ -178,6 +182,10 @@ def study_tables(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         return [("Conditioning: each optimizer at its best rate (fewest steps to target) per κ and basis; tuned_*: "
                  "the theory-tuned run (sgd: 2/(L+μ), momentum: Polyak)", steps),
                 ("Conditioning: fitted slopes of steps against κ (log-log)", conditioning.slopes(steps))]
+    scaling = batch_scaling.steps_table(runs)
+    if len(scaling):
+        return [("Batch-size scaling: each optimizer at each batch size's best rate (fewest steps to target); fit_*: "
+                 "S(B) = S_min (1 + B_noise / B); theory_steps: theory's fewest over the same rates", scaling)]
     return [("Each optimizer at its best learning rate (lowest final loss)", best_table(runs))]
 
 

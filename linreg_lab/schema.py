@@ -53,6 +53,11 @@ class Basis(Enum):
     rotated = "rotated"  # a random orthogonal basis drawn from basis_seed, the same for every job and replicate
 
 
+class Spacing(Enum):
+    linear = "linear"  # an evaluation every eval_every steps
+    log = "log"  # every step up to 64, then 1/64 further each time: a time to target to 1.6% at any budget
+
+
 class Loss(Enum):
     mse = "mse"  # (y_hat - y)^2
     half_mse = "half_mse"  # 0.5 * (y_hat - y)^2, d2l's squared_loss
@@ -194,7 +199,9 @@ class Config:
     order_seed: int | None = None
     steps: int | None = 1000
     epochs: int | None = None
+    samples: int | None = None  # a budget in rows drawn: ceil(samples / batch_size) steps
     eval_every: int | None = None  # None -> about 100 evaluations per run
+    eval_spacing: Spacing = Spacing.linear
     resume: bool = False  # skip jobs whose config already has a FINISHED run
     replicates: int = 8  # independent replicates trained together as one batched computation
     replicate_over: list[str] = field(default_factory=lambda: ["data", "init", "order"])  # what they redraw
@@ -231,6 +238,7 @@ class RunConfig:
     mlflow: MlflowConfig
     stop_at_target: bool = False
     theory_tuned: bool = False
+    eval_spacing: Spacing = Spacing.linear
 
     @property
     def is_solver(self) -> bool:
@@ -253,7 +261,7 @@ def check(c: Config) -> RunConfig:
     batch_size = _check_batch_size(c.batch_size, data)
     if c.theory_tuned:
         _check_theory_tuned(model, opt, batch_size, data)
-    steps = _check_budget(c.steps, c.epochs, batch_size, data)
+    steps = _check_budget(c.steps, c.epochs, c.samples, batch_size, data)
     _check_replicates(c.replicates, list(c.replicate_over))
     _check_number("target_rel", c.target_rel, positive=True)
     if c.eval_every is not None and c.eval_every <= 0:
@@ -266,7 +274,7 @@ def check(c: Config) -> RunConfig:
         init_seed=_derived(c.init_seed, c.seed, 1), order_seed=_derived(c.order_seed, c.seed, 2),
         steps=steps, epochs=c.epochs, eval_every=eval_every, resume=c.resume, replicates=c.replicates,
         replicate_over=list(c.replicate_over), target_rel=float(c.target_rel), mlflow=c.mlflow,
-        stop_at_target=c.stop_at_target, theory_tuned=c.theory_tuned,
+        stop_at_target=c.stop_at_target, theory_tuned=c.theory_tuned, eval_spacing=c.eval_spacing,
     )
 
 
@@ -397,18 +405,24 @@ def _check_batch_size(batch_size: int | str, data: DataConfig) -> int | None:
     return batch_size
 
 
-def _check_budget(steps: int | None, epochs: int | None, batch_size: int | None, data: DataConfig) -> int:
-    """Return the budget in optimizer steps; exactly one of steps/epochs must be set."""
-    if (steps is None) == (epochs is None):
-        raise ConfigError(f"set exactly one of steps and epochs (the other null), got steps={steps}, epochs={epochs}")
-    budget, key = (steps, "steps") if steps is not None else (epochs, "epochs")
+def _check_budget(steps: int | None, epochs: int | None, samples: int | None, batch_size: int | None,
+                  data: DataConfig) -> int:
+    """Return the budget in optimizer steps; exactly one of steps/epochs/samples must be set (samples: the rows a
+    run may draw, ceil(samples / batch_size) steps, so that every batch size of a sweep gets the same data)."""
+    given = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("samples", samples)) if v is not None}
+    if len(given) != 1:
+        raise ConfigError(f"set exactly one of steps, epochs and samples (the others null), got steps={steps}, "
+                          f"epochs={epochs}, samples={samples}")
+    (key, budget), = given.items()
     if budget <= 0:
         raise ConfigError(f"{key} must be > 0, got {budget}")
-    if steps is not None:
+    batch = data.n_train if batch_size is None else batch_size
+    if key == "steps":
         return steps
+    if key == "samples":
+        return math.ceil(samples / batch)
     if data.streaming:
-        raise ConfigError("epochs needs a fixed training set; streaming data counts steps")
-    per_epoch = 1 if batch_size is None else math.ceil(data.n_train / batch_size)
-    return epochs * per_epoch
+        raise ConfigError("epochs needs a fixed training set; streaming data counts steps or samples")
+    return epochs * math.ceil(data.n_train / batch)
 
 

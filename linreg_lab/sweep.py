@@ -114,6 +114,9 @@ def finish_sweep(abandoned: str | None) -> None:
           f"{tracking.ui_link(uri, exp_id, run_id)})", flush=True)
     expected = os.environ.get(SIZE_ENV, "?")
     tracking.describe_run(client, run_id, describe.sweep_note(command, rows, expected, report_hint(run_id)))
+    scaling = describe.scaling_metrics(rows)
+    if scaling:
+        tracking.log_metrics(client, run_id, {}, scaling)
     status = abandoned or ("FAILED" if failed else "FINISHED")
     error = f"jobs not finished: {', '.join(failed)}. " if failed else ""
     if abandoned:

@@ -27,7 +27,7 @@ METRICS = [C.FULL_LOSS, C.W_ERROR, C.B_ERROR, "b", C.OLS_LOSS, C.TIME_TOTAL, C.T
            C.THEORY_LR_MAX, C.THEORY_W_VAR, C.EST_REPLICATES, C.EST_W_OPT_MSE, C.EST_W_STAT_MSE,
            C.TTT_STEPS, C.TTT_SECONDS, C.TTT_CENSORED, C.DIVERGED_STEP, C.DIVERGED_FRACTION,
            C.THEORY_BEST_WEIGHT_DECAY, C.THEORY_BEST_STEPS, C.THEORY_W_VAR_SGD, C.THEORY_CONDITION,
-           C.THEORY_STEPS_TO_TARGET,
+           C.THEORY_STEPS_TO_TARGET, C.THEORY_NOISE_SCALE,
            *DECOMPOSED, *map(C.se, DECOMPOSED), *map(C.theory_of, DECOMPOSED)]
 # always present as columns (NaN where a run has none), so figures can rely on them
 TAGS = ["outcome", "tags.overrides", "tags.error", "tags.stability", "tags.theory"]

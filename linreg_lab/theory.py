@@ -277,15 +277,14 @@ def polyak_heavy_ball(lam_min: float, lam_max: float) -> tuple[float, float, flo
     return 4 / (math.sqrt(lam_max) + math.sqrt(lam_min)) ** 2, rate**2, rate
 
 
-def steps_to_target(pr: Problem, lr: float, momentum: float, loss_factor: float, gap: float, grid: list[int],
-                    every: int, horizon: int) -> float:
+def steps_to_target(pr: Problem, lr: float, momentum: float, loss_factor: float, gap: float, steps: list[int]) -> float:
     """The first evaluated step at which full-batch GD / heavy ball from theta0 (v0 = 0) brings the replicates'
     mean training loss within `gap` of their mean least-squares loss: ttt/steps's rule, computed per eigen-
     direction of the Hessian. In direction i (eigenvalue lam of s A^T A, h = lam + wd), the error e from the
     fixed point moves as (e, v)' = T (e, v), T = [[1 - lr h, -lr beta], [h, beta]]; between evaluations the
     state jumps by a power of T, never step by step. Loss above least squares: loss_factor sum lam d^2, d the
-    distance to the least-squares fit. The evaluations are `grid`, then every `every` steps up to `horizon`;
-    NaN if the target is not met by then."""
+    distance to the least-squares fit. The evaluations are `steps` (ascending); NaN if the target is not met by the
+    last."""
     lam, U, _ = pr.spectrum
     h = lam + pr.weight_decay
     u = pr.s * (U.mT @ (pr.A.mT @ pr.y.unsqueeze(-1))).squeeze(-1)  # s U^T A^T y: the labels the loss sees
@@ -297,7 +296,6 @@ def steps_to_target(pr: Problem, lr: float, momentum: float, loss_factor: float,
     z = torch.stack([start - fixed, torch.zeros_like(start)], -1).unsqueeze(-1)  # (R, p, 2, 1)
     one = torch.ones_like(h)
     T = torch.stack([torch.stack([1 - lr * h, -lr * momentum * one], -1), torch.stack([h, momentum * one], -1)], -2)
-    steps = list(grid) + list(range((grid[-1] // every + 1) * every, horizon + 1, every))
     jumps: dict[int, torch.Tensor] = {}
     done = 0
     for t in steps:
@@ -310,6 +308,88 @@ def steps_to_target(pr: Problem, lr: float, momentum: float, loss_factor: float,
         if float(excess.mean()) <= gap:
             return float(t)
     return math.nan
+
+
+# ---- streaming Gaussian features: mini-batch SGD and heavy ball in expectation, at every step ----
+# Fresh rows x ~ N(0, Sigma) every step, y = x.w + e, Var(e) = sigma^2, no intercept; the loss c (x.w - y)^2, its
+# gradient h x (x.w - y) with h = 2c; a batch of B rows. In Sigma's eigenbasis (eigenvalues lam) the error e = w - w*
+# and the momentum buffer v have second moments whose diagonals, a = E[e_i^2], m = E[e_i v_i], s = E[v_i^2], obey a
+# closed linear recursion (the batch is independent of the state): with eta = lr h and Isserlis' theorem for the
+# fourth moment of a Gaussian, E[x x^T P x x^T] = 2 Sigma P Sigma + tr(Sigma P) Sigma, the batch Hessian H_B gives
+# E[H_B P H_B]_ii = (1 + 1/B) lam_i^2 P_ii + lam_i sum_j lam_j P_jj / B =: (K P)_i, and
+#   a' = (1 - 2 eta lam) a + eta^2 K a + lr^2 beta^2 s - 2 lr beta (1 - eta lam) m + lr^2 h^2 sigma^2 lam / B
+#   m' = h (lam a - eta K a) + beta (1 - 2 eta lam) m - lr beta^2 s - lr h^2 sigma^2 lam / B
+#   s' = h^2 K a + beta^2 s + 2 h beta lam m + h^2 sigma^2 lam / B
+# (torch's heavy ball v' = beta v + g, w' = w - lr v'; beta = 0 is SGD). The expected loss is c (lam.a + sigma^2),
+# exact at every step (Bach & Moulines 2013, "Non-strongly-convex smooth stochastic approximation with convergence
+# rate O(1/n)", and Zhang et al. 2019, "Which Algorithmic Choices Matter at Which Batch Sizes? Insights From a
+# Noisy Quadratic Model", whose NQM keeps only the diagonal part; here the fourth moment is the Gaussian one).
+
+
+def streaming_recursion(lam: torch.Tensor, lr: float, momentum: float, batch: int, noise_var: float,
+                        loss_c: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, b) of the state z = (a, m, s) (3d,): z' = A z + b, as above."""
+    d = len(lam)
+    h, beta = 2 * loss_c, momentum
+    eta = lr * h
+    K = torch.diag((1 + 1 / batch) * lam**2) + torch.outer(lam, lam) / batch
+    eye = torch.eye(d, dtype=F64)
+    Lam = torch.diag(lam)
+    A = torch.zeros(3 * d, 3 * d, dtype=F64)
+    A[:d, :d] = torch.diag(1 - 2 * eta * lam) + eta**2 * K
+    A[:d, d:2 * d] = -2 * lr * beta * torch.diag(1 - eta * lam)
+    A[:d, 2 * d:] = lr**2 * beta**2 * eye
+    A[d:2 * d, :d] = h * (Lam - eta * K)
+    A[d:2 * d, d:2 * d] = beta * torch.diag(1 - 2 * eta * lam)
+    A[d:2 * d, 2 * d:] = -lr * beta**2 * eye
+    A[2 * d:, :d] = h**2 * K
+    A[2 * d:, d:2 * d] = 2 * h * beta * Lam
+    A[2 * d:, 2 * d:] = beta**2 * eye
+    kick = h**2 * noise_var * lam / batch
+    b = torch.cat([lr**2 * kick, -lr * kick, kick])
+    return A, b
+
+
+def streaming_losses(lam: torch.Tensor, start_sq: torch.Tensor, lr: float, momentum: float, batch: int,
+                     noise_var: float, loss_c: float, steps: list[int]):
+    """Yield (t, expected population loss c (lam.a_t + sigma^2)) at each of `steps` (ascending), from a_0 =
+    start_sq (the mean squared start error in Sigma's eigenbasis), m_0 = s_0 = 0; the state jumps between them
+    by (A^k, sum_{j<k} A^j) (power_sum), never step by step."""
+    A, b = streaming_recursion(lam, lr, momentum, batch, noise_var, loss_c)
+    d = len(lam)
+    z = torch.cat([start_sq, torch.zeros(2 * d, dtype=F64)])
+    done, jumps = 0, {}
+    for t in steps:
+        k = t - done
+        if k not in jumps:
+            P, S = power_sum(A.unsqueeze(0), k)
+            jumps[k] = (P[0], S[0] @ b)
+        P, drift = jumps[k]
+        z, done = P @ z + drift, t
+        yield t, loss_c * (float(lam @ z[:d]) + noise_var)
+
+
+def streaming_steps_to_target(lam: torch.Tensor, start_sq: torch.Tensor, lr: float, momentum: float, batch: int,
+                              noise_var: float, loss_c: float, target: float, steps: list[int]) -> float:
+    """The first of `steps` (ascending) whose expected loss is <= target; NaN if none (the expected loss settles
+    above it, or grows without bound)."""
+    for t, loss in streaming_losses(lam, start_sq, lr, momentum, batch, noise_var, loss_c, steps):
+        if not math.isfinite(loss):
+            return math.nan
+        if loss <= target:
+            return float(t)
+    return math.nan
+
+
+def noise_scale(lam: torch.Tensor, start: torch.Tensor, noise_var: float) -> float:
+    """McCandlish et al.'s (2018, "An Empirical Model of Large-Batch Training") simple noise scale
+    B_simple = tr(Cov g) / |E g|^2 of the per-sample gradient at the start, exact for Gaussian rows: with e the
+    start error in Sigma's eigenbasis (rows of `start`, one per replicate), Cov g = h^2 (Sigma e e^T Sigma +
+    (e^T Sigma e + sigma^2) Sigma) (Isserlis), so B_simple = 1 + (e^T Sigma e + sigma^2) tr Sigma / |Sigma e|^2;
+    the mean over the replicates."""
+    quad = (start**2 * lam).sum(-1)
+    grad = ((start * lam) ** 2).sum(-1)
+    return float((1 + (quad + noise_var) * lam.sum() / grad).mean())
 
 
 # ---- isotropic Gaussian designs: the double-descent curve in expectation over design and noise ----

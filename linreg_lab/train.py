@@ -41,9 +41,18 @@ class TrainResult:
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C or SIGTERM stopped the loop early
 
 
-def evaluation_steps(steps: int, every: int) -> list[int]:
-    """0, every, 2 every, ..., and always the last step."""
-    return sorted(set(range(0, steps + 1, every)) | {steps})
+LOG_DENSE = 64  # log spacing: every step up to here, then steps growing by 1/LOG_DENSE of themselves
+
+
+def evaluation_steps(steps: int, every: int, log: bool = False) -> list[int]:
+    """0, every, 2 every, ..., and always the last step; with `log`, every step up to LOG_DENSE, then each
+    ceil((1 + 1/LOG_DENSE) times) the one before (a time to target read to within 1.6% at any scale)."""
+    if not log:
+        return sorted(set(range(0, steps + 1, every)) | {steps})
+    out = list(range(min(steps, LOG_DENSE) + 1))
+    while out[-1] < steps:
+        out.append(min(steps, -(-out[-1] * (LOG_DENSE + 1) // LOG_DENSE)))
+    return out
 
 
 def gather(rows: torch.Tensor, idx: torch.Tensor, out: torch.Tensor) -> None:
@@ -103,8 +112,9 @@ def mark_divergence(losses: torch.Tensor, start: int, end: int, model, diverged_
 
 def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: int,
           eval_every: int, progress: Callable[[int], object] | None = None,
-          stop_below: float | None = None) -> TrainResult:
-    """Run `steps` optimizer steps on all replicates, evaluating every `eval_every`; stop early
+          stop_below: float | None = None, log_evals: bool = False) -> TrainResult:
+    """Run `steps` optimizer steps on all replicates, evaluating every `eval_every` (or log-spaced: `log_evals`,
+    evaluation_steps); stop early
     once every replicate has diverged, or on Ctrl-C/SIGTERM (keeping what was done), or, with
     `stop_below`, at the first evaluation whose mean full-data loss over the finite replicates is at or
     below it (the result is then the model as evaluated there).
@@ -116,11 +126,11 @@ def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: 
     m = n if idx is None else idx.shape[-1]
     chunk = max(1, min(CHUNK, RECORD_BUDGET // (R * m)))
     if stop_below is not None:  # checked once a chunk: the steps past the target within one are thrown away
-        chunk = min(chunk, max(eval_every, STOP_CHUNK))
+        chunk = min(chunk, STOP_CHUNK if log_evals else max(eval_every, STOP_CHUNK))
     full = QuadraticLoss(data.X, data.y, loss_scale(model.cfg.loss))
     checked, stopped = 0, None
     losses = torch.empty(steps, R, device=device, dtype=data.X.dtype)
-    evals = evaluation_steps(steps, eval_every) + [-1]  # -1: no evaluation left
+    evals = evaluation_steps(steps, eval_every, log_evals) + [-1]  # -1: no evaluation left
     thetas = torch.empty(len(evals) - 1, R, d + 1, device=device, dtype=eval_dtype(device))
     diverged_at = np.zeros(R, dtype=np.int64)
     k, interrupted, done, begun, bar = 0, None, 0, 0, None

@@ -42,7 +42,8 @@ BIG_SWEEP = ["-m", "optimizer=sgd,momentum,rmsprop,adam", f"lr={','.join(LRS)}",
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 POOL = ["hydra/launcher=pool", "hydra.launcher.n_jobs=2"]  # linreg_lab's launcher: workers forked after the imports
 HEAVY_STEPS = 50000  # --full's second joblib row
-PRESET_BUDGETS = {"double_descent": 120, "conditioning": 180}  # a study preset's sweep on 2 CPUs, seconds (row 11)
+# a study preset's whole sweep on 2 CPUs, seconds (row 11)
+PRESET_BUDGETS = {"double_descent": 120, "conditioning": 180, "batch_size_scaling": 300}
 TIMINGS_ENV = "LINREG_LAB_BENCH_TIMINGS"  # the reference app appends each job's figures (a JSON line) here
 
 

@@ -15,8 +15,8 @@ CASES = {
     "unknown optimizer": (["optimizer=adagrad"], "optimizer=adagrad is not known; allowed: adam, momentum"),
     "unknown model": (["model=mlp"], "model=mlp is not known; allowed: closed_form, grid, linear"),
     "unknown data recipe": (["data=mnist"], "data=mnist is not known; allowed: gaussian"),
-    "unknown experiment": (["experiment=nope"], "experiment=nope is not known; allowed: bias_variance, conditioning, "
-                                                "d2l_concise"),
+    "unknown experiment": (["experiment=nope"], "experiment=nope is not known; allowed: batch_size_scaling, "
+                                                "bias_variance, conditioning, d2l_concise"),
     "unknown option inside a sweep": (["-m", "optimizer=sgd,adagrad"], "optimizer=adagrad is not known"),
     "lr zero": (["lr=0"], "lr must be a finite number > 0, got 0.0"),
     "lr negative in a sweep": (["-m", "lr=0.1,-1"], "job lr=-1: lr must be a finite number > 0, got -1.0"),
@@ -27,7 +27,8 @@ CASES = {
     "noise negative": (["noise=-0.1"], "noise must be a finite number >= 0, got -0.1"),
     "steps zero": (["steps=0"], "steps must be > 0, got 0"),
     "epochs zero": (["steps=null", "epochs=0"], "epochs must be > 0, got 0"),
-    "both budgets": (["epochs=3"], "set exactly one of steps and epochs"),
+    "samples zero": (["steps=null", "samples=0"], "samples must be > 0, got 0"),
+    "both budgets": (["epochs=3"], "set exactly one of steps, epochs and samples"),
     "true w vs features": (["data.n_features=3"], "data.true_w has 2 weights but data.n_features is 3"),
     "no true w": (["data.true_w=[]"], "data.true_w is empty; allowed: one weight per feature, or data.n_features"),
     "drawn w, bad seed": (["data.true_w=[]", "data.n_features=3", "data.w_seed=-1"], "data.w_seed >= 0, got 3 and -1"),

@@ -28,6 +28,7 @@ def test_every_option_composes_and_runs(group: str, option: str, store: str) -> 
     tiny = TINY[group]
     if group == "experiment":
         tiny = ["steps=20", "epochs=null"] if option == "manual_grad" else tiny
+        tiny = ["samples=2048"] if option == "batch_size_scaling" else tiny  # a stream: a budget in rows
     finals = run_in_process(f"{group}={option}", "device=cpu", *tiny)
     runs = all_runs(store)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
@@ -74,8 +75,8 @@ def test_unknown_group_option_lists_what_exists() -> None:
     (["batch_size=0"], "batch_size must be in 1..1000"),
     (["batch_size=5000"], "batch_size must be in 1..1000"),
     (["batch_size=half"], "batch_size must be a positive int or 'full'"),
-    (["epochs=3"], "set exactly one of steps and epochs"),
-    (["steps=null"], "set exactly one of steps and epochs"),
+    (["epochs=3"], "set exactly one of steps, epochs and samples"),
+    (["steps=null"], "set exactly one of steps, epochs and samples"),
     (["steps=0"], "steps must be > 0"),
     (["data.n_train=0"], "data.n_train and data.n_test must be > 0"),
     (["device=tpu"], "device='tpu' is not known; allowed: auto, cpu, cuda, mps"),

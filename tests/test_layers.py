@@ -19,7 +19,8 @@ LAYERS = {
     "science": {"data", "models", "optimizers", "train", "theory", "analysis", "fitting", "devices"},
     "store": {"tracking", "curves", "lifecycle", "describe"},  # MLflow and what a run holds, for both sides
     "harness": {"run", "__main__", "preflight", "config", "composing", "sweep", "job", "pool", "console"},
-    "reading": {"results", "tables", "findings", "plots", "report", "double_descent"},
+    "reading": {"results", "tables", "findings", "plots", "report", "double_descent", "conditioning",
+                "batch_scaling"},
 }
 FORBIDDEN_IN_SCIENCE = {"hydra", "omegaconf", "mlflow", "pandas"}
 
