@@ -181,6 +181,14 @@ class CachingConfigLoader(ConfigLoader):
         return cfg
 
 
+GRID_SWEEPERS = ("cached_basic", "basic")  # hydra/sweeper options that run a grid the preflight can expand
+
+
+def grid_sweeper(choice: str | None) -> bool:
+    """Is the sweeper (the hydra/sweeper option chosen) one that runs a grid, whose jobs the preflight knows?"""
+    return choice is None or choice in GRID_SWEEPERS
+
+
 def grid_jobs(params: dict[str, str], arguments: list[str], parser: OverridesParser,
               extra_grids: list[dict[str, str]] = ()) -> list[list[str]]:
     """Every job of a grid sweep (Hydra's basic sweeper, cached_basic), as its override strings: the sweeper's

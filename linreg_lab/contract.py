@@ -90,6 +90,13 @@ TTT_CENSORED = "ttt/censored"
 TIME_TRAIN = "time/train_s"
 TIME_TOTAL = "time/total_s"
 
+# what a job may return to a sweeper (`objective`): a metric a job records under one name (a history: its last value)
+OBJECTIVES = (W_ERROR, B_ERROR, OLS_W_GAP, OLS_B_GAP, OLS_LOSS, TRAIN_LOSS, TEST_LOSS, FULL_LOSS, DIVERGED_FRACTION,
+              EST_W_BIAS2, EST_W_VAR, EST_W_MSE, EST_B_BIAS2, EST_B_VAR, EST_B_MSE, EST_W_OPT_MSE, EST_W_STAT_MSE,
+              EST_W_BIAS2_COND, EST_W_VAR_COND, PRED_BIAS2, PRED_VAR, PRED_TEST_MSE, TTT_STEPS, TTT_SAMPLES,
+              TTT_SECONDS, STEPS_DONE, TIME_TRAIN, TIME_TOTAL)
+BEST_OBJECTIVE = "best/{objective}"  # a sweep parent's: the winning job's objective
+
 # the bias/variance decomposition: quantity -> part -> metric (analysis.decompose's parts)
 EST_PARTS = {"w": {"bias2": EST_W_BIAS2, "var": EST_W_VAR, "mse": EST_W_MSE},
              "b": {"bias2": EST_B_BIAS2, "var": EST_B_VAR, "mse": EST_B_MSE},
@@ -137,6 +144,7 @@ ERROR = "error"
 COMMAND = "command"  # sweep parents
 SWEEP_DIR = "sweep_dir"
 SWEEP_HASH = "sweep_hash"
+BEST_RUN_ID = "best_run_id"  # sweep parents: the job with the best objective (the sweeper's direction)
 NOTE = "mlflow.note.content"  # MLflow's: a run's description
 PARENT_RUN = "mlflow.parentRunId"  # MLflow's: nests a job under its sweep
 EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's: which view the UI opens an experiment in
@@ -156,6 +164,7 @@ FIT_PNG = "fit.png"
 GRID_CSV = "grid.csv"
 GRID_COST_PNG = "grid_cost.png"
 LONG_PARAMS_JSON = "long_params.json"
+OPTIMIZATION_RESULTS = "optimization_results.yaml"  # an Optuna sweep's own result, on its parent
 REPORT_DIR = "report"  # the parent's report, under this artifact folder:
 REPORT_HTML = "report.html"
 RUNS_CSV = "runs.csv"

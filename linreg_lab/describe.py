@@ -15,6 +15,7 @@ from tabulate import tabulate
 from linreg_lab.contract import (
     FULL_LOSS,
     OUTCOME,
+    OVERRIDES,
     SCALING_CRITICAL_BATCH,
     SCALING_MIN_STEPS,
     SOLVER_MODELS,
@@ -95,6 +96,27 @@ def scaling_metrics(rows: list[dict]) -> dict[str, float]:
             out[SCALING_CRITICAL_BATCH.format(optimizer=opt)] = b_noise
             out[SCALING_MIN_STEPS.format(optimizer=opt)] = s_min
     return out
+
+
+def winner(rows: list[dict], objective: str, maximize: bool = False) -> dict | None:
+    """The finished run with the best finite objective (the lowest, or the highest when the sweeper maximizes)."""
+    key, best = f"metrics.{objective}", None
+    for row in rows:
+        value = row.get(key)
+        if row["status"] != "FINISHED" or value is None or not math.isfinite(float(value)):
+            continue
+        if best is None or (float(value) > float(best[key]) if maximize else float(value) < float(best[key])):
+            best = row
+    return best
+
+
+def winner_line(row: dict, objective: str, maximize: bool, markdown: bool = False) -> str:
+    """'best by w_error/l2 (minimized): run NAME (ID), 0.0123, overrides lr=0.1 optimizer=sgd'."""
+    quote = "`" if markdown else ""
+    label = "**Best by objective**" if markdown else "best by objective"
+    return (f"{label} {quote}{objective}{quote} ({'maximized' if maximize else 'minimized'}): run "
+            f"{row['run_name']} ({row['run_id']}), {float(row[f'metrics.{objective}']):.6g}, overrides "
+            f"{quote}{row.get(f'tags.{OVERRIDES}', '')}{quote}")
 
 
 def status_counts(rows: list[dict]) -> str:

@@ -129,7 +129,8 @@ def step_bar(total: int):
 
 
 def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
-    """Do the whole job inside one MLflow run; the run never stays RUNNING."""
+    """Do the whole job inside one MLflow run; the run never stays RUNNING. Returns its final metrics and each
+    history's last value (a resumed job: its earlier run's)."""
     start = time.perf_counter()
     device = pick_device(cfg.device)
     if ctx.params.get("data.true_w") == []:  # drawn by the check (data.n_features): the run records them
@@ -140,7 +141,7 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
         done = tracking.finished_run_with(client, exp_id, contract.CONFIG_HASH, ctx.config_hash)
         if done:
             console.say(f"{ctx.label}{name}: already FINISHED as run {done}, skipped (resume=true)")
-            return {}
+            return tracking.latest_metrics(client, done)  # what it returned then: a sweeper's objective
     data = None
     if cfg.theory_tuned:  # the rate (and momentum) theory sets from this data: the run's params are what it used
         data = load_data(cfg)
@@ -164,7 +165,8 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
     if fit.interrupted is not None:  # what was computed is logged and the run ended KILLED; now stop the sweep
         raise fit.interrupted
     print_result(name, ctx, fit, finals)
-    return finals
+    last = {key: float(values[-1]) for key, (_, values) in fit.histories.items() if len(values)}
+    return {**last, **finals}  # a history's last value too: any metric can be a sweep's objective
 
 
 def fit_and_log(cfg: RunConfig, ctx: JobContext, data: Dataset | None, client, run_id: str, device: torch.device,

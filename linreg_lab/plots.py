@@ -156,7 +156,16 @@ def lr_sensitivity(runs, hist):
     if ok.empty and bad.empty:
         return None, "nothing to show: no run finished"
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    sns.lineplot(data=ok, x="lr", y=C.W_ERROR, hue="optimizer", marker="o", ax=ax, errorbar=("pi", 80))
+    searched = continuous_rates(runs)
+    if searched:  # a sweeper's own search (Optuna): each rate once, drawn as points with a running median
+        palette = dict(zip(sorted(ok["optimizer"].unique()), sns.color_palette("deep")))
+        for opt, g in ok.sort_values("lr").groupby("optimizer"):
+            ax.scatter(g["lr"], g[C.W_ERROR], s=18, color=palette[opt], label=opt)
+            window = max(3, len(g) // 5) | 1
+            ax.plot(g["lr"], g[C.W_ERROR].rolling(window, center=True, min_periods=1).median(),
+                    color=palette[opt], lw=1.2)
+    else:
+        sns.lineplot(data=ok, x="lr", y=C.W_ERROR, hue="optimizer", marker="o", ax=ax, errorbar=("pi", 80))
     top = ok[C.W_ERROR].max() if len(ok) else 1.0
     if len(bad):
         ax.scatter(bad["lr"], np.full(len(bad), top * 2), marker="x", color="r", label="diverged")
@@ -165,7 +174,16 @@ def lr_sensitivity(runs, hist):
         ax.axvline(bound, color="k", ls="--", lw=1, label="2/λmax (full-batch GD)")
     ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final |w - w_true|")
     ax.legend(fontsize=7)
+    if searched:
+        return fig, ("Red crosses: diverged runs. The rates come from the sweeper's own search (each run its own "
+                     "rate): points, with a running median of neighbouring rates as the line.")
     return fig, "Red crosses: diverged runs. Bands: spread across runs with the same settings."
+
+
+def continuous_rates(runs) -> bool:
+    """Were the rates drawn by a search rather than set on a grid: at least 6 of them, 80% used by one run only?"""
+    counts = runs["lr"].dropna().value_counts()
+    return len(counts) >= 6 and (counts == 1).mean() >= 0.8
 
 
 QUANTITIES = {"w": ((C.EST_W_BIAS2, "bias²"), (C.EST_W_VAR, "variance"), (C.EST_W_MSE, "MSE")),

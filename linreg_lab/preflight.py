@@ -22,7 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import OmegaConf
 
-from linreg_lab.composing import GROUPS, CachedComposer, grid_jobs
+from linreg_lab.composing import GROUPS, CachedComposer, grid_jobs, grid_sweeper
 from linreg_lab.config import check_config
 from linreg_lab.contract import TRACKING_URI_ENV
 from linreg_lab.schema import ConfigError
@@ -84,17 +84,45 @@ def check_pool(primary) -> None:
                           "or -1 for one per CPU")
 
 
-def command_jobs(primary, task_args: list[str], multirun: bool) -> list[list[str]]:
-    """The jobs of the command, as the sweeper will launch them: one for a single run; for a sweep, the
-    grid of hydra.sweeper.params and the command line's task overrides (and cached_basic's extra_grids)."""
+def command_jobs(primary, task_args: list[str], multirun: bool) -> tuple[list[list[str]], int | None]:
+    """The jobs to check and how many the sweeper will launch (None: it does not say). One job for a single
+    run; for a grid sweeper (cached_basic, basic), the grid of hydra.sweeper.params and the command line's task
+    overrides (and cached_basic's extra_grids), every one of its jobs; for any other sweeper, search_checks."""
     if not multirun:
-        return [task_args]
+        return [task_args], 1
     params = dict(OmegaConf.select(primary, "hydra.sweeper.params") or {})
+    if not grid_sweeper(OmegaConf.select(primary, "hydra.runtime.choices").get("hydra/sweeper")):
+        lines = [f"{key}={value}" for key, value in params.items()] + list(task_args)
+        trials = OmegaConf.select(primary, "hydra.sweeper.n_trials")
+        return search_checks(OverridesParser.create().parse_overrides(lines)), \
+            trials if isinstance(trials, int) and not isinstance(trials, bool) else None
     extra = [dict(grid) for grid in OmegaConf.select(primary, "hydra.sweeper.extra_grids") or []]
     try:
-        return grid_jobs(params, task_args, OverridesParser.create(), extra)
+        jobs = grid_jobs(params, task_args, OverridesParser.create(), extra)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    return jobs, len(jobs)
+
+
+def search_checks(parsed: list[Override]) -> list[list[str]]:
+    """What can be checked of a search (Optuna's, or any sweeper's own) before it runs: every fixed value,
+    and each value of every enumerable sweep (choice, range) with the others at their first value; intervals,
+    tags and distributions are the sweeper's to draw, checked as each trial's job starts."""
+    fixed, options = {}, {}
+    for o in parsed:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            fixed[key] = f"{key}={o.get_value_element_as_str()}"
+        elif o.is_discrete_sweep():
+            options[key] = [f"{key}={value}" for value in o.sweep_string_iterator()]
+        else:
+            fixed.pop(key, None)
+            options.pop(key, None)
+    first = {key: values[0] for key, values in options.items()}
+    jobs = [list({**fixed, **first}.values())]
+    for key, values in options.items():
+        jobs += [list({**fixed, **first, key: value}.values()) for value in values[1:]]
+    return jobs
 
 
 def one_line(err: BaseException) -> str:
@@ -174,7 +202,8 @@ def check_output_dir(path: str) -> None:
 
 
 def preflight(argv: list[str], conf: Path) -> int | None:
-    """Check the command line; returns the number of jobs, or None when Hydra handles a flag itself."""
+    """Check the command line; returns the number of jobs, or None when Hydra handles a flag itself or the
+    sweeper does not say how many it will run."""
     if any(a.startswith("-") and a not in HYDRA_FLAGS for a in argv):
         return None
     multirun = any(a in HYDRA_FLAGS for a in argv)
@@ -193,7 +222,7 @@ def preflight(argv: list[str], conf: Path) -> int | None:
         except Exception as err:
             raise ConfigError(one_line(err)) from None
         check_pool(primary)
-        jobs = command_jobs(primary, task_args, multirun)
+        jobs, count = command_jobs(primary, task_args, multirun)
         lines = list(dict.fromkeys(line for job in jobs for line in job))  # hydra.sweeper.params' choices too
         check_group_choices(conf, OverridesParser.create().parse_overrides(lines))
         checked = check_jobs(jobs, multirun)
@@ -202,4 +231,4 @@ def preflight(argv: list[str], conf: Path) -> int | None:
     for uri in sorted({resolve_tracking_uri(c.mlflow.tracking_uri, os.getcwd()) for c in checked}):
         check_tracking_uri(uri)
     check_output_dir(str(out_dir))
-    return len(jobs)
+    return count

@@ -202,8 +202,16 @@ def page_header(runs: pd.DataFrame, uri: str, ui: str, parent_tags: dict[str, st
     commits = runs[commit_col].dropna().unique() if commit_col in runs else []
     commit = ", ".join(c[:12] for c in commits) if len(commits) else "— (the runs were not made from a git checkout)"
     made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return {"command": command, "tracking store": uri, "MLflow UI": ui, "made": made, "git commit": commit,
-            "runs": runs_by_state(runs)}
+    header = {"command": command, "tracking store": uri, "MLflow UI": ui, "made": made, "git commit": commit,
+              "runs": runs_by_state(runs)}
+    best = runs[runs["run_id"] == tags.get(C.BEST_RUN_ID)]
+    if len(best) and "objective" in best:
+        row = best.iloc[0]
+        objective = row["objective"]
+        value = row[objective] if objective in row else np.nan
+        header["best run"] = (f"{row['run_name']} ({objective} = {num(value, 6)}; overrides: "
+                              f"{row.get('tags.overrides', '')})")
+    return header
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

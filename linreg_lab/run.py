@@ -6,6 +6,7 @@ turns it into typed dataclasses and hands plain values to `job.run_job`.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -16,8 +17,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from linreg_lab.composing import grid_sweeper
 from linreg_lab.config import check_config, config_hash, config_yaml, flatten, register_configs
-from linreg_lab.contract import PARENT_ENV, SIZE_ENV, W_ERROR
+from linreg_lab.contract import PARENT_ENV, SIZE_ENV
 from linreg_lab.lifecycle import exit_code, install_signal_handlers
 from linreg_lab.schema import ConfigError
 from linreg_lab.store_uri import resolve_tracking_uri
@@ -52,9 +54,22 @@ def job_context(cfg: DictConfig, tracking_uri: str, overrides: list[str], **extr
                           overrides=overrides, config_hash=config_hash(params), **extra)
 
 
-def task(cfg: DictConfig) -> float:
-    """One Hydra job; returns the final |w - w_true| (what a Hydra sweeper would minimize)."""
+def task(cfg: DictConfig) -> float | None:
+    """One Hydra job; returns its `objective` (default: the final |w - w_true|), what a sweeper optimizes. Under a
+    sweeper of its own search (Optuna), a job that fails or whose objective is not finite (diverged) returns None,
+    which such a sweeper records as a failed trial (NaN would crash hydra-optuna-sweeper 1.3): the search goes on."""
     hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN and not grid_sweeper(hc.runtime.choices.get("hydra/sweeper")):
+        try:
+            value = run_task(cfg, hc)
+        except Exception as err:  # the run (if one began) is FAILED already; Ctrl-C and SIGTERM still stop
+            print(f"{job_label()}linreg_lab: error: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+            return None
+        return value if math.isfinite(value) else None
+    return run_task(cfg, hc)
+
+
+def run_task(cfg: DictConfig, hc) -> float:
     multirun = hc.mode == RunMode.MULTIRUN
     try:
         run_cfg = check_config(cfg)
@@ -72,7 +87,7 @@ def task(cfg: DictConfig) -> float:
                       parent_run_id=os.environ.get(PARENT_ENV) if multirun else None, label=job_label(),
                       sweep_dir=str(hc.sweep.dir) if multirun else None)
     finals = job.run_job(run_cfg, ctx)
-    return finals.get(W_ERROR, float("nan"))
+    return float(finals.get(run_cfg.objective, float("nan")))
 
 
 def register_plugins() -> None:

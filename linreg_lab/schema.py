@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from linreg_lab.contract import GD_FAMILY, GRADIENT_MODELS, OPTIMIZERS, SOLVER_MODELS
+from linreg_lab.contract import GD_FAMILY, GRADIENT_MODELS, OBJECTIVES, OPTIMIZERS, SOLVER_MODELS, W_ERROR
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "float64")
@@ -208,6 +208,7 @@ class Config:
     target_rel: float = 0.01  # time to target: training loss within this fraction of the least-squares loss
     stop_at_target: bool = False  # end training at the first evaluation that meets the target
     theory_tuned: bool = False  # full-batch sgd: lr = 2 / (lambda_max + lambda_min); momentum: Polyak's pair
+    objective: str = W_ERROR  # the final metric a job returns to the sweeper (contract.OBJECTIVES)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
 
@@ -239,6 +240,7 @@ class RunConfig:
     stop_at_target: bool = False
     theory_tuned: bool = False
     eval_spacing: Spacing = Spacing.linear
+    objective: str = W_ERROR
 
     @property
     def is_solver(self) -> bool:
@@ -264,6 +266,8 @@ def check(c: Config) -> RunConfig:
     steps = _check_budget(c.steps, c.epochs, c.samples, batch_size, data)
     _check_replicates(c.replicates, list(c.replicate_over))
     _check_number("target_rel", c.target_rel, positive=True)
+    if c.objective not in OBJECTIVES:
+        raise ConfigError(f"objective={c.objective!r} is not a metric a job records; allowed: {', '.join(OBJECTIVES)}")
     if c.eval_every is not None and c.eval_every <= 0:
         raise ConfigError(f"eval_every must be a positive number of steps, got {c.eval_every}")
     eval_every = c.eval_every or max(1, steps // 100)
@@ -275,6 +279,7 @@ def check(c: Config) -> RunConfig:
         steps=steps, epochs=c.epochs, eval_every=eval_every, resume=c.resume, replicates=c.replicates,
         replicate_over=list(c.replicate_over), target_rel=float(c.target_rel), mlflow=c.mlflow,
         stop_at_target=c.stop_at_target, theory_tuned=c.theory_tuned, eval_spacing=c.eval_spacing,
+        objective=c.objective,
     )
 
 

@@ -15,9 +15,12 @@ from linreg_lab import console, describe, tracking
 from linreg_lab.config import sweep_hash
 from linreg_lab.contract import (
     B_ERROR,
+    BEST_OBJECTIVE,
+    BEST_RUN_ID,
     COMMAND,
     CONFIG_HASH,
     FULL_LOSS,
+    OPTIMIZATION_RESULTS,
     OUTCOME,
     OVERRIDES,
     PARENT_ENV,
@@ -39,7 +42,7 @@ SUMMARY_COLUMNS = {
     f"metrics.{B_ERROR}": "b err",
     f"metrics.{TIME_TOTAL}": "time s",
 }
-_open: dict[str, str] = {}  # the parent run this process opened: uri, experiment_id, run_id, command
+_open: dict[str, object] = {}  # the parent this process opened: uri, ids, command, objective, direction, folder
 
 
 def typed_command() -> str:
@@ -77,7 +80,10 @@ class SweepCallback(Callback):
             run_id = tracking.start_run(client, exp_id, f"sweep {overrides}".strip(), tags)
         tracking.describe_run(client, run_id, f"**Command:** `{command}`\n\n**Jobs:** {expected}, running.")
         os.environ[PARENT_ENV] = run_id  # inherited by jobs, local or in worker processes
-        _open.update(uri=uri, experiment_id=exp_id, run_id=run_id, command=command)
+        direction = OmegaConf.select(config, "hydra.sweeper.direction")  # Optuna's; a grid's objective is minimized
+        _open.update(uri=uri, experiment_id=exp_id, run_id=run_id, command=command,
+                     objective=str(OmegaConf.select(config, "objective") or W_ERROR),
+                     maximize=str(direction).lower() == "maximize", folder=str(config.hydra.sweep.dir))
         print(f"sweep of {expected} jobs, parent run {run_id} in {uri}", flush=True)
         console.start_sweep(int(expected) if expected.isdigit() else None)
 
@@ -96,6 +102,7 @@ def finish_sweep(abandoned: str | None) -> None:
     if not _open:
         return
     uri, exp_id, run_id, command = _open["uri"], _open["experiment_id"], _open["run_id"], _open["command"]
+    objective, maximize, folder = _open["objective"], _open["maximize"], Path(_open["folder"])
     _open.clear()
     console.end_sweep()
     os.environ.pop(PARENT_ENV, None)
@@ -108,15 +115,26 @@ def finish_sweep(abandoned: str | None) -> None:
     print_summary(rows)
     if failed:
         print("not finished:\n  " + "\n  ".join(failed), flush=True)
+    best = describe.winner(rows, objective, maximize)
+    if best is not None:
+        print(describe.winner_line(best, objective, maximize), flush=True)
     serve = tracking.ui_command(uri)
     print(f"open the MLflow UI: {serve + ', then browse to ' if serve else ''}{tracking.ui_link(uri, exp_id)}\n"
           f"  (the sweep is one row there: its + shows the jobs; the sweep's own page: "
           f"{tracking.ui_link(uri, exp_id, run_id)})", flush=True)
     expected = os.environ.get(SIZE_ENV, "?")
-    tracking.describe_run(client, run_id, describe.sweep_note(command, rows, expected, report_hint(run_id)))
-    scaling = describe.scaling_metrics(rows)
-    if scaling:
-        tracking.log_metrics(client, run_id, {}, scaling)
+    note = describe.sweep_note(command, rows, expected, report_hint(run_id))
+    if best is not None:
+        note = note.replace(describe.REPORT_LABEL, f"{describe.winner_line(best, objective, maximize, markdown=True)}"
+                                                   f"\n\n{describe.REPORT_LABEL}", 1)
+    tracking.describe_run(client, run_id, note)
+    finals = describe.scaling_metrics(rows)
+    if best is not None:
+        finals[BEST_OBJECTIVE.format(objective=objective)] = float(best[f"metrics.{objective}"])
+    if finals or best is not None:
+        tracking.log_metrics(client, run_id, {}, finals, {BEST_RUN_ID: best["run_id"]} if best is not None else None)
+    if (folder / OPTIMIZATION_RESULTS).is_file():  # Optuna's own result
+        tracking.log_artifact(client, run_id, folder / OPTIMIZATION_RESULTS)
     status = abandoned or ("FAILED" if failed else "FINISHED")
     error = f"jobs not finished: {', '.join(failed)}. " if failed else ""
     if abandoned:

@@ -201,6 +201,11 @@ def describe_run(client: MlflowClient, run_id: str, markdown: str) -> None:
     client.set_tag(run_id, NOTE, markdown)
 
 
+def latest_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
+    """Every metric of a run at its latest value."""
+    return dict(client.get_run(run_id).data.metrics)
+
+
 def run_tags(client: MlflowClient, run_id: str) -> dict[str, str]:
     """Every tag of a run."""
     return client.get_run(run_id).data.tags
@@ -253,6 +258,11 @@ def artifact_dir(client: MlflowClient, run_id: str) -> Path | None:
         return None
     Path(path).mkdir(parents=True, exist_ok=True)
     return Path(path)
+
+
+def log_artifact(client: MlflowClient, run_id: str, path: Path) -> None:
+    """One file as an artifact of a run, at the top of its artifacts."""
+    client.log_artifact(run_id, str(path))
 
 
 def log_artifacts(client: MlflowClient, run_id: str, local_dir: Path) -> None:

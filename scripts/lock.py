@@ -1,4 +1,4 @@
-"""Write constraints.txt: the installed versions of linreg_lab[dev] and everything it needs.
+"""Write constraints.txt: the installed versions of linreg_lab[dev,optuna] and everything it needs.
 
 Run after changing dependencies in pyproject.toml:  python scripts/lock.py
 """
@@ -41,11 +41,12 @@ def closure(root: str, extras: set[str]) -> dict[str, str]:
 
 
 def main() -> None:
-    pins = closure("linreg_lab", {"dev"})
+    pins = closure("linreg_lab", {"dev", "optuna"})
     pins.pop("linreg-lab", None)
     # a local label (torch 2.13.0+cpu) is dropped: ==2.13.0 matches it and the registry build alike
     lines = [f"{name}=={version.split('+')[0]}" for name, version in sorted(pins.items())]
-    header = "# Resolved versions of linreg_lab[dev]; written by scripts/lock.py. Install with -c constraints.txt.\n"
+    header = ("# Resolved versions of linreg_lab[dev,optuna]; written by scripts/lock.py. Install with -c "
+              "constraints.txt.\n")
     Path(__file__).resolve().parent.parent.joinpath("constraints.txt").write_text(header + "\n".join(lines) + "\n")
     print(f"{len(lines)} pins written")
 
