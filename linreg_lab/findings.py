@@ -27,7 +27,8 @@ def best_rates(best: pd.DataFrame) -> list[str]:
                       f" MSE of ŵ {with_se(r['est_w_mse'], r['est_w_mse_se'])}")
         else:
             spread = "one replicate: no spread measured"
-        out.append(f"{r['optimizer']} is best at lr {num(r['best_lr'])}: final training loss {num(r['final_loss'])}; "
+        out.append(f"{r['optimizer']} is best at lr {num(r['best_lr'])} (the lowest final loss): final training loss "
+                   f"{num(r['final_loss'])}; "
                    f"{target}; {spread}.")
     return out
 

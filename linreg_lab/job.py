@@ -33,6 +33,7 @@ class JobContext:
     sweep_dir: str | None = None  # inside a sweep: finds the parent where LINREG_LAB_PARENT_RUN_ID did not arrive
 
 
+STREAM_KEPT = 1 << 20  # numbers of a stream data.npz keeps whole; a longer one: its first data.n_train rows
 IN_NAME = ("optimizer", "lr", "batch_size", "noise", "seed", "model", "replicates", "experiment", "resume", "device",
            "mlflow.experiment", "mlflow.tracking_uri")  # overrides the name already shows, or that change no result
 
@@ -73,7 +74,9 @@ def write_artifacts(cfg: RunConfig, ctx: JobContext, data: Dataset, fit: Fit, ou
     curves.save(out / contract.CURVES_NPZ, fit.histories)
     one = cfg.replicates == 1  # a single replicate keeps the tutorials' shapes: X (n, d), w_init (d,)
     pick = (lambda a: a[0]) if one else (lambda a: a)
-    rows = cfg.data.n_train if cfg.data.streaming else data.X.shape[1]  # a stream's head; the rest: from the seeds
+    rows = data.X.shape[1]
+    if cfg.data.streaming and data.X.numel() > STREAM_KEPT:  # a long stream's head; the rest: redrawn from the seeds
+        rows = cfg.data.n_train
     np.savez(out / contract.DATA_NPZ, X=pick(data.X[:, :rows].cpu().numpy()), y=pick(data.y[:, :rows].cpu().numpy()),
              w_init=pick(fit.w_init) if len(fit.w_init) else fit.w_init,
              b_init=pick(fit.b_init) if len(fit.b_init) else fit.b_init,

@@ -142,7 +142,8 @@ def time_to_target(runs, hist):
         ax.set(xlabel=f"time to target ({label})", title=f"in {label}")
         ax.xaxis.set_major_locator(plt.MaxNLocator(5))
     axes[0].invert_yaxis()  # the fastest-converging (lowest loss) first, as in the table
-    return fig, ("The optimizers, each at its best learning rate (beside its name): steps and seconds until the "
+    return fig, ("The optimizers, each at its best learning rate (beside its name; the lowest final training loss, "
+                 "not the fewest steps): steps and seconds until the "
                  "training loss is within target_rel of the least-squares loss. Hatched bars never reached the target "
                  "within their budget (censored at the budget).")
 

@@ -70,7 +70,7 @@ def test_mission_report_shows_the_trade_off_and_opens_with_findings(tmp_path: Pa
     best = section(page, "Each optimizer at its best learning rate")
     assert best.count(" ± ") >= 6  # bias^2, variance and mse of w with their standard errors, per optimizer
     ttt = section(page, "Time to target")
-    assert "best learning rate (beside its name)" in ttt
+    assert "best learning rate (beside its name; the lowest final training loss" in ttt
 
 
 def test_tutorial_table_lists_only_preset_runs(tmp_path: Path) -> None:
