@@ -122,7 +122,7 @@ def design_metrics(X: torch.Tensor, fit_intercept: bool, noise_var: float, curva
     A = design(X, fit_intercept)
     cov = torch.linalg.pinv(A.mT @ A)  # (R, p, p); Var(theta_ols | X) = sigma^2 cov
     d = X.shape[-1]
-    eig = torch.linalg.eigvalsh(curvature * (A.mT @ A))  # ascending
+    eig = hessian_eigenvalues(A, curvature)
     out = {
         C.THEORY_W_VAR: float(noise_var * cov[:, :d, :d].diagonal(dim1=1, dim2=2).sum(1).mean()),
         C.THEORY_LR_MAX: float((2 / eig[:, -1]).min()),  # stable for every replicate
@@ -131,6 +131,11 @@ def design_metrics(X: torch.Tensor, fit_intercept: bool, noise_var: float, curva
     if fit_intercept:
         out[C.THEORY_B_VAR] = float(noise_var * cov[:, d, d].mean())
     return {**out, **tuned_rates(eig)}
+
+
+def hessian_eigenvalues(A: torch.Tensor, curvature: float) -> torch.Tensor:
+    """Eigenvalues (R, p), ascending, of each replicate's loss Hessian curvature * A^T A (A: design's output)."""
+    return torch.linalg.eigvalsh(curvature * (A.mT @ A))
 
 
 def tuned_rates(eig: torch.Tensor) -> dict[str, float]:

@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 
 from linreg_lab import contract as C
-from linreg_lab.describe import critical_batch_fit, fewest_steps
-from linreg_lab.tables import num
+from linreg_lab.describe import critical_batch_fit
+from linreg_lab.tables import best_runs, largest_gap, num, truthy
 
 
 def study_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The study's finished gradient runs with an integer batch size `B`."""
     if runs.empty or "stop_at_target" not in runs:
         return runs.iloc[:0]
-    ok = runs[(runs["stop_at_target"].astype(str).str.lower() == "true") & runs["state"].isin(["finished", "diverged"])
+    ok = runs[truthy(runs["stop_at_target"]) & runs["state"].isin(["finished", "diverged"])
               & runs["batch_size"].astype(str).str.isdigit()]
     ok = ok.assign(B=ok["batch_size"].astype(int))
     return ok if ok["B"].nunique() >= 3 else runs.iloc[:0]
@@ -36,11 +36,11 @@ def steps_table(runs: pd.DataFrame) -> pd.DataFrame:
     ok = study_runs(runs)
     if ok.empty:
         return pd.DataFrame()
-    reached = (ok["state"] == "finished") & (ok[C.TTT_CENSORED] == 0)
-    best = fewest_steps(list(zip(ok["optimizer"], ok["B"], ok["lr"], ok[C.TTT_STEPS], reached)))
+    best = best_runs(ok, ["optimizer", "B"])
     rows = []
     for (opt, B), group in ok.groupby(["optimizer", "B"], sort=True):
-        steps, lr = best.get((opt, B), (group["steps"].max(), np.nan))
+        steps, lr = (best[(opt, B)][C.TTT_STEPS], best[(opt, B)]["lr"]) if (opt, B) in best else \
+            (group["steps"].max(), np.nan)
         rows.append({"optimizer": opt, "batch_size": B, "best_lr": lr, "steps": steps, "censored": (opt, B) not in best,
                      "samples": steps * B, "theory_steps": group[C.THEORY_STEPS_TO_TARGET].min(),
                      "noise_scale": group[C.THEORY_NOISE_SCALE].mean(), "runs": len(group)})
@@ -101,8 +101,7 @@ def agreement(table: pd.DataFrame) -> list[str]:
     both = table[table["theory_steps"].notna() & ~table["censored"]]
     if both.empty:
         return []
-    gap = (both["steps"] / both["theory_steps"] - 1).abs()
-    worst = both.loc[gap.idxmax()]
+    gap, worst = largest_gap(both, "steps", "theory_steps")
     return [f"Theory's fewest steps over the same rates ({C.THEORY_STEPS_TO_TARGET}, streaming Gaussian rows) "
             f"against the measured fewest, at {len(both)} batch sizes of {', '.join(sorted(set(both['optimizer'])))}: "
             f"median gap {num(100 * gap.median(), 2)}%, largest {num(100 * gap.max(), 2)}% ({worst['optimizer']}, "

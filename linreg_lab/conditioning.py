@@ -13,13 +13,9 @@ import numpy as np
 import pandas as pd
 
 from linreg_lab import contract as C
-from linreg_lab.tables import num
+from linreg_lab.tables import best_runs, largest_gap, num, truthy
 
 THEORY_SERIES = {"sgd": "theory: gradient descent at 2/(L+μ)", "momentum": "theory: Polyak's heavy ball"}
-
-
-def truthy(values: pd.Series) -> pd.Series:
-    return values.astype(str).str.lower() == "true"
 
 
 def study_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -40,10 +36,10 @@ def steps_table(runs: pd.DataFrame) -> pd.DataFrame:
     ok = study_runs(runs)
     if ok.empty:
         return pd.DataFrame()
+    quickest = best_runs(ok, ["basis", "kappa", "optimizer"])
     rows = []
     for (basis, kappa, opt), group in ok.groupby(["basis", "kappa", "optimizer"], sort=True):
-        reached = group[(group["state"] == "finished") & (group[C.TTT_CENSORED] == 0)]
-        best = reached.loc[reached[C.TTT_STEPS].idxmin()] if len(reached) else None
+        best = quickest.get((basis, kappa, opt))
         tuned = group[group["tuned"]]
         rows.append({
             "basis": basis, "kappa": kappa, "optimizer": opt,
@@ -135,8 +131,7 @@ def agreement(table: pd.DataFrame) -> list[str]:
     both = table[table["tuned_steps"].notna() & table["theory_steps"].notna()]
     if both.empty:
         return []
-    gap = (both["tuned_steps"] / both["theory_steps"] - 1).abs()
-    worst = both.loc[gap.idxmax()]
+    gap, worst = largest_gap(both, "tuned_steps", "theory_steps")
     return [f"{C.THEORY_STEPS_TO_TARGET} against the measured {C.TTT_STEPS} of the {len(both)} theory-tuned runs: "
             f"within "
             f"{num(100 * gap.max(), 2)}% (largest gap: {worst['optimizer']}, κ = {num(worst['kappa'], 6)}, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Hashable
 
 import numpy as np
 from tabulate import tabulate
@@ -51,15 +52,16 @@ def best_runs(rows: list[dict]) -> list[dict]:
     return [best[k] for k in sorted(best)]
 
 
-def fewest_steps(runs: list[tuple[str, int, float, float, bool]]) -> dict[tuple[str, int], tuple[float, float]]:
-    """Each (optimizer, batch size)'s best rate by the fewest steps to target: from (optimizer, batch, lr, ttt/steps,
-    reached) per run, the (steps, lr) of the quickest run that reached the target (ties: the smaller rate)."""
-    best: dict[tuple[str, int], tuple[float, float]] = {}
-    for opt, batch, lr, steps, reached in runs:
+def fewest_steps(runs: list[tuple[Hashable, float, float, bool]]) -> dict[Hashable, int]:
+    """The studies' best rate, by the fewest steps to target: from (group, ttt/steps, lr, reached) per run, each
+    group's (an optimizer at a batch size, a kappa, ...) quickest run that reached the target, as its index in
+    `runs` (ties: the smaller rate)."""
+    best: dict[Hashable, int] = {}
+    for i, (key, steps, lr, reached) in enumerate(runs):
         if not reached or not np.isfinite(steps):
             continue
-        if (opt, batch) not in best or (steps, lr) < best[(opt, batch)]:
-            best[(opt, batch)] = (steps, lr)
+        if key not in best or (steps, lr) < runs[best[key]][1:3]:
+            best[key] = i
     return best
 
 
@@ -85,12 +87,12 @@ def scaling_metrics(rows: list[dict]) -> dict[str, float]:
         batch, steps = str(r.get("params.batch_size", "")), r.get(f"metrics.{TTT_STEPS}")
         if r["status"] != "FINISHED" or r.get(f"tags.{OUTCOME}") != "completed" or not batch.isdigit() or steps is None:
             continue
-        runs.append((optimizer_of(r), int(batch), float(r.get("params.lr", "nan")), float(steps),
+        runs.append(((optimizer_of(r), int(batch)), float(steps), float(r.get("params.lr", "nan")),
                      r.get(f"metrics.{TTT_CENSORED}") == 0))
-    best = fewest_steps(runs)
+    best = {key: runs[i][1] for key, i in fewest_steps(runs).items()}  # (optimizer, batch) -> steps
     out = {}
     for opt in sorted({o for o, _ in best}):
-        points = sorted((b, s) for (o, b), (s, _) in best.items() if o == opt)
+        points = sorted((b, s) for (o, b), s in best.items() if o == opt)
         s_min, b_noise = critical_batch_fit(np.array([b for b, _ in points]), np.array([s for _, s in points]))
         if np.isfinite(s_min):
             out[SCALING_CRITICAL_BATCH.format(optimizer=opt)] = b_noise
@@ -126,8 +128,8 @@ def status_counts(rows: list[dict]) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
 
 
-def sweep_note(command: str, rows: list[dict], expected: str, report: str) -> str:
-    """The parent run's description once the sweep is over."""
+def sweep_note(command: str, rows: list[dict], expected: str, report: str, winner: str | None = None) -> str:
+    """The parent run's description once the sweep is over; `winner`: winner_line's markdown, before the report."""
     best = [[optimizer_of(r), r["run_name"], r.get("params.lr", "—"), r.get(f"metrics.{FULL_LOSS}"),
              r.get(f"metrics.{W_ERROR}")] for r in best_runs(rows)]
     lines = [f"**Command:** `{command}`", "",
@@ -136,6 +138,8 @@ def sweep_note(command: str, rows: list[dict], expected: str, report: str) -> st
         lines += ["**Best run per optimizer** (the one run with the lowest final training loss, among runs that "
                   "finished and did not diverge; the report's best rate averages over the runs at a rate):", "",
                   table(best, ["optimizer", "run", "lr", "loss (train set)", "‖w − w_true‖"], markdown=True), ""]
+    if winner:
+        lines += [winner, ""]
     return "\n".join(lines + [f"{REPORT_LABEL} {report}"])
 
 

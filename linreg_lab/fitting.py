@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from linreg_lab import analysis, contract, theory
+from linreg_lab import analysis, contract, schema, theory
 from linreg_lab.data import Dataset, basis, batch_indices, eigenvalues, make_dataset, noise_moments, replicate_seed
 from linreg_lab.models import affine, build_model, closed_form, grid_search, init_params, loss_scale, mean_loss
 from linreg_lab.schema import ClosedFormConfig, NoiseDist, Reduction, RunConfig, Sampling, Spacing, XDist
@@ -102,7 +102,7 @@ def tuned(cfg: RunConfig, data: Dataset) -> RunConfig:
     if not cfg.theory_tuned:
         return cfg
     A = analysis.design(data.X, cfg.model.fit_intercept)
-    low, high = theory.positive_extremes(torch.linalg.eigvalsh(curvature(cfg, A.shape[1]) * A.mT @ A))
+    low, high = theory.positive_extremes(analysis.hessian_eigenvalues(A, curvature(cfg, A.shape[1])))
     if cfg.optimizer.momentum:
         lr, momentum, _ = theory.polyak_heavy_ball(low, high)
         return dataclasses.replace(cfg, lr=lr, optimizer=dataclasses.replace(cfg.optimizer, momentum=momentum))
@@ -202,8 +202,8 @@ def score(cfg: RunConfig, data: Dataset, fit: Fit) -> tuple[dict[str, float], di
 
 
 def full_batch(cfg: RunConfig) -> bool:
-    """Every step sees the whole training set: no batch noise."""
-    return cfg.batch_size is None or (cfg.batch_size >= cfg.data.n_train and cfg.data.sampling is Sampling.epochs)
+    """Every step sees the whole training set: no batch noise (schema.full_batch, the check's own rule)."""
+    return schema.full_batch(cfg.batch_size, cfg.data)
 
 
 def theory_kind(cfg: RunConfig) -> str:

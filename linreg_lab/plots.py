@@ -421,6 +421,11 @@ def double_descent(runs, hist):
                  "est/w_var. Test MSE includes the label noise σ².")
 
 
+def optimizer_colors() -> dict[str, tuple]:
+    """One colour per optimizer, the same in every study figure."""
+    return dict(zip(C.OPTIMIZERS, sns.color_palette("deep", len(C.OPTIMIZERS))))
+
+
 def conditioning(runs, hist):
     """Steps to target at each optimizer's best rate against kappa (log-log), a panel per basis, a line per
     optimizer (hollow markers: censored at the budget), theory's tuned gradient descent and heavy ball dashed,
@@ -431,7 +436,7 @@ def conditioning(runs, hist):
     fits = slopes(table).set_index(["basis", "series"])["slope"]
     bases = list(dict.fromkeys(table["basis"]))
     fig, axes = plt.subplots(1, len(bases), figsize=(6.2 * len(bases), 4.6), sharey=True, squeeze=False)
-    colors = dict(zip(C.OPTIMIZERS, sns.color_palette("deep", len(C.OPTIMIZERS))))
+    colors = optimizer_colors()
     for ax, basis in zip(axes[0], bases):
         part = table[table["basis"] == basis]
         for opt, g in part.groupby("optimizer", sort=False):
@@ -463,7 +468,7 @@ def batch_scaling(runs, hist):
     if table.empty:
         return None, None
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    colors = dict(zip(C.OPTIMIZERS, sns.color_palette("deep", len(C.OPTIMIZERS))))
+    colors = optimizer_colors()
     for opt, g in table.groupby("optimizer", sort=False):
         color = colors.get(opt)
         fit = g["fit_critical_batch"].iloc[0]
@@ -499,7 +504,7 @@ def best_rate_by_batch(runs, hist):
     if table.empty:
         return None, None
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    colors = dict(zip(C.OPTIMIZERS, sns.color_palette("deep", len(C.OPTIMIZERS))))
+    colors = optimizer_colors()
     for opt, g in table.groupby("optimizer", sort=False):
         ax.plot(g["batch_size"], g["best_lr"], marker="o", ms=4, color=colors.get(opt), label=opt)
     start = table.dropna(subset=["best_lr"]).sort_values("batch_size").iloc[0]

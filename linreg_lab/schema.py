@@ -386,10 +386,15 @@ def _check_optimal_ridge(model, data: DataConfig) -> None:
                           f"{', '.join(wrong)}; allowed: {allowed}")
 
 
+def full_batch(batch_size: int | None, data: DataConfig) -> bool:
+    """Every step sees the whole training set (batch None, or every row once per step): no batch noise."""
+    return batch_size is None or (batch_size >= data.n_train and data.sampling is Sampling.epochs)
+
+
 def _check_theory_tuned(model, opt, batch_size: int | None, data: DataConfig) -> None:
     """theory_tuned sets the rate (and momentum) that theory calls best for full-batch gradient descent and heavy
     ball: nothing else has one."""
-    full = batch_size is None or (batch_size >= data.n_train and data.sampling is Sampling.epochs)
+    full = full_batch(batch_size, data)
     plain = opt.name in GD_FAMILY and not getattr(opt, "nesterov", False) and not getattr(opt, "dampening", 0.0)
     if model.name in SOLVER_MODELS or not plain or not full or data.streaming or opt.weight_decay:
         raise ConfigError(f"theory_tuned=true needs full-batch sgd or momentum without weight decay, nesterov or "

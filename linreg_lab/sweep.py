@@ -123,11 +123,8 @@ def finish_sweep(abandoned: str | None) -> None:
           f"  (the sweep is one row there: its + shows the jobs; the sweep's own page: "
           f"{tracking.ui_link(uri, exp_id, run_id)})", flush=True)
     expected = os.environ.get(SIZE_ENV, "?")
-    note = describe.sweep_note(command, rows, expected, report_hint(run_id))
-    if best is not None:
-        note = note.replace(describe.REPORT_LABEL, f"{describe.winner_line(best, objective, maximize, markdown=True)}"
-                                                   f"\n\n{describe.REPORT_LABEL}", 1)
-    tracking.describe_run(client, run_id, note)
+    winner = describe.winner_line(best, objective, maximize, markdown=True) if best is not None else None
+    tracking.describe_run(client, run_id, describe.sweep_note(command, rows, expected, report_hint(run_id), winner))
     finals = describe.scaling_metrics(rows)
     if best is not None:
         finals[BEST_OBJECTIVE.format(objective=objective)] = float(best[f"metrics.{objective}"])

@@ -9,6 +9,7 @@ import pandas as pd
 
 from linreg_lab import contract as C
 from linreg_lab import results
+from linreg_lab.describe import fewest_steps
 
 ALIASES = {  # config column (results.runs) -> the report's name for it
     "optimizer.name": "optimizer", "optimizer.weight_decay": "weight_decay", "model.name": "model",
@@ -32,6 +33,26 @@ METRICS = [C.FULL_LOSS, C.W_ERROR, C.B_ERROR, "b", C.OLS_LOSS, C.TIME_TOTAL, C.T
 # always present as columns (NaN where a run has none), so figures can rely on them
 TAGS = ["outcome", "tags.overrides", "tags.error", "tags.stability", "tags.theory"]
 REPEAT_KEYS = ("seed", "data_seed", "init_seed", "order_seed", "resume")  # config keys that are not settings
+
+
+def truthy(values: pd.Series) -> pd.Series:
+    """A boolean config column as results.runs gives it (True, or the text 'true'), as booleans."""
+    return values.astype(str).str.lower() == "true"
+
+
+def best_runs(runs: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.Series]:
+    """Per group of `keys`, the run with the fewest steps to target among those that finished and reached it
+    (describe.fewest_steps: the studies' best rate, the rule the sweep parent's scaling metrics use)."""
+    reached = (runs["state"] == "finished") & (runs[C.TTT_CENSORED] == 0)
+    groups = list(zip(*(runs[k] for k in keys)))
+    picked = fewest_steps(list(zip(groups, runs[C.TTT_STEPS], runs["lr"], reached)))
+    return {key: runs.iloc[i] for key, i in picked.items()}
+
+
+def largest_gap(table: pd.DataFrame, measured: str, predicted: str) -> tuple[pd.Series, pd.Series]:
+    """|measured / predicted - 1| per row of `table`, and the row where it is largest."""
+    gap = (table[measured] / table[predicted] - 1).abs()
+    return gap, table.loc[gap.idxmax()]
 
 
 def num(value: float, digits: int = 3) -> str:

@@ -77,6 +77,12 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
                           capture_output=True, text=True, timeout=timeout)
 
 
+def run_report(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run `python -m linreg_lab.report ARGS` in a subprocess in `cwd` (its ./mlflow.db), as a user would."""
+    return subprocess.run([sys.executable, "-m", "linreg_lab.report", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
 def all_runs(uri: str, experiment: str = "linreg_lab") -> list:
     """Every run of `experiment` in the store at `uri` (all pages)."""
     client = MlflowClient(uri)

@@ -5,8 +5,6 @@ preset's report and parent metrics at a reduced grid."""
 from __future__ import annotations
 
 import html
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from linreg_lab import fitting, theory
 from linreg_lab.data import basis, eigenvalues
 from linreg_lab.describe import critical_batch_fit
 from linreg_lab.findings import num
-from tests.conftest import compose_config, run_cli
+from tests.conftest import compose_config, run_cli, run_report
 
 STREAM = ["data.streaming=true", "data.true_w=[]", "data.n_features=6", "data.true_b=0", "model=manual",
           "model.fit_intercept=false", "data.spectrum=condition", "data.condition_number=30", "noise=0.3",
@@ -79,8 +77,7 @@ def test_the_preset_report_and_the_parents_scaling_metrics(tmp_path: Path) -> No
     sweep = run_cli(["-m", "experiment=batch_size_scaling", "batch_size=1,4,16,64", "optimizer=sgd,momentum",
                      "lr=0.016,0.062,0.25", "samples=16384", "replicates=8", "hydra/launcher=pool"], tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
-    report = subprocess.run([sys.executable, "-m", "linreg_lab.report"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    report = run_report(tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
     page = (tmp_path / "report" / "report.html").read_text()
     for png in ("batch-size_scaling.png", "best_rate_against_batch_size.png"):

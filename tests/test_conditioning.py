@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import html
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from linreg_lab import contract as C
 from linreg_lab import data as data_mod
 from linreg_lab import fitting
 from linreg_lab.findings import num
-from tests.conftest import compose_config, run_cli, run_scored
+from tests.conftest import compose_config, run_cli, run_report, run_scored
 
 SHAPED = ["data.true_w=[]", "data.n_features=6", "data.true_b=0", "model=manual", "model.fit_intercept=false",
           "batch_size=full", "data.n_train=300", "noise=0.01", "replicates=2", "eval_every=1", "device=cpu"]
@@ -158,8 +156,7 @@ def test_the_preset_report_draws_steps_against_kappa_and_says_what_it_found(tmp_
                     tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     assert "[1/48]" in sweep.stdout + sweep.stderr  # 3 x 2 x 3 x 2 grid + 3 x 2 x 2 tuned
-    report = subprocess.run([sys.executable, "-m", "linreg_lab.report"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    report = run_report(tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
     page = (tmp_path / "report" / "report.html").read_text()
     assert (tmp_path / "report" / "conditioning.png").stat().st_size > 10_000

@@ -5,8 +5,6 @@ minimum-norm fit (numpy's pseudo-inverse), and the preset's report at a reduced 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ import torch
 from linreg_lab import contract as C
 from linreg_lab import fitting
 from linreg_lab.findings import num
-from tests.conftest import compose_config, run_cli, run_scored
+from tests.conftest import compose_config, run_cli, run_report, run_scored
 
 STUDY = ["experiment=double_descent", "replicates=400"]
 
@@ -81,8 +79,7 @@ def test_the_preset_report_draws_the_curve_and_says_what_it_found(tmp_path: Path
     sweep = run_cli(["-m", "experiment=double_descent", "data.n_features=20,36,44,80",
                      "estimator=min_norm,ridge_optimal,gd_100", "replicates=50", "hydra/launcher=pool"], tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
-    report = subprocess.run([sys.executable, "-m", "linreg_lab.report"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    report = run_report(tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
     page = (tmp_path / "report" / "report.html").read_text()
     assert (tmp_path / "report" / "double_descent.png").stat().st_size > 10_000

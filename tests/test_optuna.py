@@ -6,8 +6,6 @@ diverged or failed trial as a failed trial."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +14,7 @@ import yaml
 from mlflow import MlflowClient
 
 from linreg_lab import contract as C
-from tests.conftest import all_runs, run_cli
+from tests.conftest import all_runs, run_cli, run_report
 
 TUNE = ["-m", "hydra/sweeper=optuna", "optimizer=momentum", "lr=tag(log, interval(0.001, 1.0))",
         "optimizer.momentum=interval(0.5, 0.95)", "objective=pred/test_mse", "hydra.sweeper.n_trials=8",
@@ -49,8 +47,7 @@ def test_an_optuna_search_nests_labels_and_names_its_winner(tmp_path: Path) -> N
     optuna = yaml.safe_load(results.read_text())
     assert optuna["best_value"] == pytest.approx(best.data.metrics[C.PRED_TEST_MSE], rel=1e-12)
     assert optuna["best_params"]["lr"] == pytest.approx(float(best.data.params["lr"]))
-    report = subprocess.run([sys.executable, "-m", "linreg_lab.report"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    report = run_report(tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
     page = (tmp_path / "report" / "report.html").read_text()
     assert f"<dt>best run</dt><dd>{best.info.run_name} (pred/test_mse = " in page
