@@ -28,12 +28,14 @@ def exit_code(err: KeyboardInterrupt) -> int:
 
 
 def _start_ticks(pid: int) -> str | None:
-    """Start time of process `pid` in clock ticks since boot (Linux), None if it is gone."""
+    """Start time of process `pid` in clock ticks since boot (Linux), None if it is gone or a zombie
+    (dead, waiting for its parent to collect its exit status)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
+    fields = stat.rsplit(")", 1)[1].split()  # counted after the command name: field 3 is fields[0]
+    return None if fields[0] in ("Z", "X") else fields[19]  # state; start time (field 22)
 
 
 def owner_id() -> str:

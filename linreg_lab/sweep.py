@@ -104,10 +104,10 @@ def finish_sweep(abandoned: str | None) -> None:
     uri, exp_id, run_id, command = _open["uri"], _open["experiment_id"], _open["run_id"], _open["command"]
     objective, maximize, folder = _open["objective"], _open["maximize"], Path(_open["folder"])
     _open.clear()
-    console.end_sweep()
-    os.environ.pop(PARENT_ENV, None)
     client = tracking.connect(uri)
     tracking.reap_orphans(client, exp_id)  # a job whose worker process died (pool, joblib) ends FAILED now
+    console.end_sweep()
+    os.environ.pop(PARENT_ENV, None)
     rows = tracking.child_runs(client, exp_id, run_id)
     done = {r.get(f"tags.{CONFIG_HASH}") for r in rows if r["status"] == "FINISHED"}
     failed = [f"{r['run_name']} [{r.get(f'tags.{OVERRIDES}', '')}] {r['status']}" for r in rows

@@ -98,16 +98,44 @@ def test_pool_worker_killed_fails_its_job_and_the_others_finish(tmp_path: Path) 
     wait_for(lambda: bool(long_job()), proc)
     os.kill(int(pid(long_job()[0])), signal.SIGKILL)
     assert proc.wait(timeout=120) != 0
+    stderr = proc.stderr.read()
     runs = {r.data.params["steps"]: r for r in job_runs(uri)}
     assert set(runs) == {"3000000", "100", "200", "300"}
     assert {runs[s].info.status for s in ("100", "200", "300")} == {"FINISHED"}
     killed = runs["3000000"]
     (other,) = {pid(runs[s]) for s in ("100", "200", "300")}  # one worker ran all three
     assert other != pid(killed)
-    assert killed.info.status == "FAILED" and "orphaned" in killed.data.tags["error"]
+    assert killed.info.status == "FAILED" and "orphaned" in killed.data.tags["error"], stderr[-3000:]
     (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
     assert parent.info.status == "FAILED"
     assert not [r for r in all_runs(uri) if r.info.status == "RUNNING"]
+
+
+def test_a_dead_process_owns_nothing_even_before_its_parent_collects_it() -> None:
+    """owner_alive: a live process owns its runs; a process that exited is gone, also while it is still a zombie
+    (its parent has not collected its exit status yet), and a pid reused by another process is not the owner."""
+    import os
+
+    from linreg_lab.lifecycle import owner_alive, owner_id
+
+    assert owner_alive(owner_id())
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write, owner_id().encode())
+        os._exit(0)
+    os.close(write)
+    owner = os.read(read, 200).decode()
+    os.close(read)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":  # exited, not collected
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not owner_alive(owner)
+    os.waitpid(child, 0)
+    assert not owner_alive(owner)
+    host, pid, start = owner_id().rsplit(":", 2)
+    assert not owner_alive(f"{host}:{pid}:{int(start) + 1}")  # same pid, another start: another process
 
 
 def test_pool_job_folders_hold_the_basic_launchers_configs(tmp_path: Path) -> None:
