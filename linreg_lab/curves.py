@@ -2,9 +2,10 @@
 
 A job's histories (metric key -> (steps, values)) are kept whole in `curves.npz`, one 2 x n array per
 key (row 0 the steps, row 1 the values, NaN and inf included). MLflow gets each history's finite
-points, thinned to at most LOGGED_POINTS: half evenly spaced, half log-spaced (dense at the start,
-where a loss falls fastest), the first and last always kept. MLflow's UI samples long histories
-anyway; what it holds is `logged(...)` of the artifact, so either can be read back as the other.
+points, thinned to at most LOGGED_POINTS for the training loss (the curve MLflow's UI is opened for) and
+SIDE_POINTS for every other history (the percentile bands, the evaluations): half evenly spaced, half
+log-spaced (dense at the start, where a loss falls fastest), the first and last always kept. MLflow's UI
+samples long histories anyway; what it holds is `logged(...)` of the artifact, so either can be read back as the other.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-LOGGED_POINTS = 200
+from linreg_lab.contract import TRAIN_LOSS
+
+LOGGED_POINTS = 100
+SIDE_POINTS = 15  # each point is a row MLflow writes: a sweep's store write is its floor (the bands are guides)
+
+
+def points_for(key: str) -> int:
+    """How many points of history `key` MLflow holds at most."""
+    return LOGGED_POINTS if key == TRAIN_LOSS else SIDE_POINTS
 
 
 def thinned(count: int, points: int = LOGGED_POINTS) -> np.ndarray:
@@ -26,12 +35,13 @@ def thinned(count: int, points: int = LOGGED_POINTS) -> np.ndarray:
     return np.unique(np.r_[linear, log].round().astype(np.int64))
 
 
-def logged(steps, values) -> tuple[np.ndarray, np.ndarray]:
-    """What MLflow holds of a history: its finite points (NaN/inf never reach the store), thinned."""
+def logged(steps, values, points: int = LOGGED_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """What MLflow holds of a history: its finite points (NaN/inf never reach the store), thinned to `points`
+    (points_for(key) of the history's key)."""
     values = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(values)
     steps, values = np.asarray(steps, dtype=np.int64)[ok], values[ok]
-    keep = thinned(len(steps))
+    keep = thinned(len(steps), points)
     return steps[keep], values[keep]
 
 

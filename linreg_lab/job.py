@@ -155,15 +155,15 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
     parent = ctx.parent_run_id or (tracking.latest_run_with(client, exp_id, contract.SWEEP_DIR, ctx.sweep_dir,
                                                                    "RUNNING")
                                    if ctx.sweep_dir else None)
-    # params go in with the run: a failed run still says what it was
-    run_id = tracking.start_run(client, exp_id, name, job_tags(cfg, ctx, device), parent, params=ctx.params)
+    # the run's params go in with its metrics (one write); a run that fails or is interrupted first gets them then
+    run_id = tracking.start_run(client, exp_id, name, job_tags(cfg, ctx, device), parent)
     try:
         fit, finals = fit_and_log(cfg, ctx, data, client, run_id, device, start)
     except KeyboardInterrupt as err:
-        tracking.end_run(client, run_id, "KILLED", f"interrupted: {err or 'SIGINT'}")
+        tracking.end_run(client, run_id, "KILLED", f"interrupted: {err or 'SIGINT'}", ctx.params)
         raise
     except BaseException as err:
-        tracking.end_run(client, run_id, "FAILED", f"{type(err).__name__}: {err}")
+        tracking.end_run(client, run_id, "FAILED", f"{type(err).__name__}: {err}", ctx.params)
         raise
     if fit.interrupted is not None:  # what was computed is logged and the run ended KILLED; now stop the sweep
         raise fit.interrupted
@@ -193,7 +193,7 @@ def fit_and_log(cfg: RunConfig, ctx: JobContext, data: Dataset | None, client, r
     status = "FINISHED"
     if fit.interrupted is not None:
         status, tags[contract.ERROR] = "KILLED", f"interrupted at step {fit.steps_done}: {fit.interrupted}"
-    tracking.log_metrics(client, run_id, fit.histories, finals, tags, status)
+    tracking.log_metrics(client, run_id, fit.histories, finals, tags, status, ctx.params)
     return fit, finals
 
 

@@ -40,9 +40,9 @@ from linreg_lab.contract import (
 from linreg_lab.lifecycle import owner_alive, owner_id
 from linreg_lab.store_uri import sqlite_path
 
-METRICS_PER_CALL = 1000  # MLflow's log_batch limits
+ENTITIES_PER_CALL = 1000  # MLflow's log_batch limits: entities (metrics, params, tags) in all, params, tags
 PARAMS_PER_CALL = 100
-METRICS_WITH_TAGS = METRICS_PER_CALL - PARAMS_PER_CALL  # metrics in a call that also carries <= 100 tags
+TAGS_PER_CALL = 100
 MAX_PARAM_LENGTH = 6000
 # what the experiment is for: MLflow 3's UI then shows it as model training, not as a GenAI app
 EXPERIMENT_TAGS = {EXPERIMENT_KIND: MODEL_TRAINING}
@@ -179,21 +179,36 @@ def reopen_run(client: MlflowClient, run_id: str, tags: dict[str, str] | None = 
 
 def start_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str],
               parent_id: str | None = None, params: dict[str, object] | None = None) -> str:
-    """Create a RUNNING run (nested under `parent_id` when given) with its tags and params; return its id.
-    A param value too long for MLflow is stored as its hash, in full in the artifact long_params.json."""
+    """Create a RUNNING run (nested under `parent_id` when given) with its tags (and params, when given: a job
+    logs its params with its metrics, in one write, log_metrics); return its id."""
     tags = {**tags, OWNER: owner_id()}
     if parent_id:
         tags[PARENT_RUN] = parent_id
-    values, too_long = param_values(params or {})
     run = client.create_run(experiment_id, run_name=name, tags=tags)
-    run_id = run.info.run_id
-    _artifact_uris[run_id] = run.info.artifact_uri
-    items = [Param(k, v) for k, v in values.items()]
-    for i in range(0, len(items), PARAMS_PER_CALL):
-        client.log_batch(run_id, params=items[i:i + PARAMS_PER_CALL])
+    _artifact_uris[run.info.run_id] = run.info.artifact_uri
+    if params:
+        write_rows(client, run.info.run_id, params=params)
+    return run.info.run_id
+
+
+def write_rows(client: MlflowClient, run_id: str, metrics: list[Metric] = (), params: dict[str, object] | None = None,
+               tags: dict[str, str] | None = None, status: str | None = None) -> None:
+    """Log metrics, params and tags in as few log_batch calls as MLflow's limits allow (1000 entities, 100 of
+    them params, 100 tags), then end the run with `status` when given. A param value too long for MLflow is
+    stored as its hash, in full in the artifact long_params.json."""
+    values, too_long = param_values(params or {})
     if too_long:
         client.log_text(run_id, json.dumps(too_long, indent=1), LONG_PARAMS_JSON)
-    return run_id
+    metrics, items = list(metrics), [Param(k, v) for k, v in values.items()]
+    labels = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    while metrics or items or labels:
+        some, items = items[:PARAMS_PER_CALL], items[PARAMS_PER_CALL:]
+        named, labels = labels[:TAGS_PER_CALL], labels[TAGS_PER_CALL:]
+        room = ENTITIES_PER_CALL - len(some) - len(named)
+        client.log_batch(run_id, metrics=metrics[:room], params=some, tags=named)
+        metrics = metrics[room:]
+    if status:
+        client.set_terminated(run_id, status)
 
 
 def describe_run(client: MlflowClient, run_id: str, markdown: str) -> None:
@@ -211,11 +226,12 @@ def run_tags(client: MlflowClient, run_id: str) -> dict[str, str]:
     return client.get_run(run_id).data.tags
 
 
-def end_run(client: MlflowClient, run_id: str, status: str, error: str | None = None) -> None:
-    """Close a run as FINISHED, FAILED or KILLED, with the error message as a tag."""
-    if error:
-        client.set_tag(run_id, ERROR, error[:MAX_PARAM_LENGTH])
-    client.set_terminated(run_id, status)
+def end_run(client: MlflowClient, run_id: str, status: str, error: str | None = None,
+            params: dict[str, object] | None = None) -> None:
+    """Close a run as FINISHED, FAILED or KILLED, with the error message as a tag (and the run's params, when
+    given: a job that fails before its metrics still says what it was)."""
+    write_rows(client, run_id, params=params, tags={ERROR: error[:MAX_PARAM_LENGTH]} if error else None,
+               status=status)
 
 
 def param_values(params: dict[str, object]) -> tuple[dict[str, str], dict[str, str]]:
@@ -231,22 +247,19 @@ def param_values(params: dict[str, object]) -> tuple[dict[str, str], dict[str, s
 
 
 def log_metrics(client: MlflowClient, run_id: str, histories: dict[str, tuple[np.ndarray, np.ndarray]],
-                finals: dict[str, float], tags: dict[str, str] | None = None, status: str | None = None) -> None:
+                finals: dict[str, float], tags: dict[str, str] | None = None, status: str | None = None,
+                params: dict[str, object] | None = None) -> None:
     """Log histories (key -> (steps, values)) as curves.logged keeps them (finite points, at most
-    curves.LOGGED_POINTS each: the run's curves.npz has them all), final values and tags, in as few
+    curves.points_for(key) each: the run's curves.npz has them all), final values, tags and params, in as few
     log_batch calls as MLflow's limits allow, then end the run with `status` when given. NaN/inf never
     reach the store (inf would read 1.8e308). A final value is one point at step 0, which MLflow's UI
     draws as a bar per run, not as a one-point line chart."""
-    series = {key: curves.logged(steps, values) for key, (steps, values) in histories.items()}
+    series = {key: curves.logged(steps, values, curves.points_for(key)) for key, (steps, values) in histories.items()}
     series.update({key: curves.logged([0], [v]) for key, v in finals.items()})
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, s) for k, (steps, values) in series.items()
                for s, v in zip(steps.tolist(), values.tolist())]
-    run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-    for i in range(0, max(len(metrics), 1), METRICS_WITH_TAGS):
-        client.log_batch(run_id, metrics=metrics[i:i + METRICS_WITH_TAGS], tags=run_tags if i == 0 else [])
-    if status:
-        client.set_terminated(run_id, status)
+    write_rows(client, run_id, metrics, params, tags, status)
 
 
 def artifact_dir(client: MlflowClient, run_id: str) -> Path | None:
@@ -340,7 +353,7 @@ def metric_histories(client: MlflowClient, runs: list[tuple[str, str]], keys: li
                 continue
             for key, (steps, values) in found.items():
                 if resolution == "logged":
-                    steps, values = curves.logged(steps, values)
+                    steps, values = curves.logged(steps, values, curves.points_for(key))
                 out += zip([run_id] * len(steps), [key] * len(steps), steps.tolist(), values.tolist())
     return out
 
