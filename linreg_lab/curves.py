@@ -1,9 +1,9 @@
-"""Which points of a curve go where: every point in the run's `curves.npz` artifact, a few hundred in MLflow.
+"""Which points of a curve go where: every point in the run's `curves.npz` artifact, at most a hundred in MLflow.
 
 A job's histories (metric key -> (steps, values)) are kept whole in `curves.npz`, one 2 x n array per
 key (row 0 the steps, row 1 the values, NaN and inf included). MLflow gets each history's finite
-points, thinned to at most LOGGED_POINTS for the training loss (the curve MLflow's UI is opened for) and
-SIDE_POINTS for every other history (the percentile bands, the evaluations): half evenly spaced, half
+points, thinned to at most LOGGED_POINTS for the training loss (the curve MLflow's UI is opened for) and a
+grid's cost, SIDE_POINTS for the percentile bands and the evaluations: half evenly spaced, half
 log-spaced (dense at the start, where a loss falls fastest), the first and last always kept. MLflow's UI
 samples long histories anyway; what it holds is `logged(...)` of the artifact, so either can be read back as the other.
 """
@@ -14,15 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from linreg_lab.contract import TRAIN_LOSS
+from linreg_lab.contract import FULL_LOSS, TEST_LOSS, loss_percentile
 
 LOGGED_POINTS = 100
 SIDE_POINTS = 15  # each point is a row MLflow writes: a sweep's store write is its floor (the bands are guides)
+SIDE_CURVES = frozenset({loss_percentile(10), loss_percentile(90), TEST_LOSS, FULL_LOSS})
 
 
 def points_for(key: str) -> int:
-    """How many points of history `key` MLflow holds at most."""
-    return LOGGED_POINTS if key == TRAIN_LOSS else SIDE_POINTS
+    """How many points of history `key` MLflow holds at most: SIDE_POINTS of the training loss's percentile bands
+    and of the evaluations, LOGGED_POINTS of any other (the training loss, a grid's cost)."""
+    return SIDE_POINTS if key in SIDE_CURVES else LOGGED_POINTS
 
 
 def thinned(count: int, points: int = LOGGED_POINTS) -> np.ndarray:

@@ -17,7 +17,7 @@ from linreg_lab import job, tracking
 from linreg_lab.config import check_config, register_configs
 from linreg_lab.run import conf_dir, job_context
 from linreg_lab.schema import RunConfig
-from linreg_lab.store_uri import resolve_tracking_uri
+from linreg_lab.store_uri import resolve_tracking_uri, sqlite_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PRISTINE_HYDRA = Singleton.get_state()  # Hydra's global state before any test composed a config (version base...)
@@ -100,6 +100,11 @@ LONG_JOB = ["model=manual", "batch_size=full", "steps=3000000"]  # ~60 s of trai
 
 
 def start_cli(args: list[str], cwd: Path, uri: str) -> subprocess.Popen:
+    """Start the CLI on the store at `uri`, made first when it is a new SQLite file: the test then polls the store
+    while the command runs, and a poll must never meet (nor, through MLflow's migrations, join) the store's making."""
+    path = sqlite_path(uri)
+    if path is not None and not path.exists():
+        tracking.create_store(uri)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     env.pop("LINREG_LAB_PARENT_RUN_ID", None)
     return subprocess.Popen([sys.executable, "-m", "linreg_lab.run", *args], cwd=cwd, env=env,
