@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 BENCH = ROOT / "scripts" / "bench.py"
@@ -37,7 +39,10 @@ def test_bench_quick_mode_produces_every_row(tmp_path: Path) -> None:
     assert any(r["row"].startswith("3. loop, manual, R=8 (default) / R=1") for r in result["rows"])
     judged = [r for r in result["rows"] if r["target"] and not r["row"].startswith(("6.", "10."))]  # 1000 runs: --full
     assert all(r["met"] in (True, False) for r in judged)
-    assert rows["10"]["points"] == 16 * 1000  # the 16 jobs' training loss, every step
+    assert rows["10"]["points"] == 100 * 1000  # the 100 jobs' training loss, every step
+    big = rows["5"]  # projected through two commands of 52 and 100 jobs: a line whose slope is a job's pace
+    assert 0 < big["seconds_52"] and 0 < big["seconds_100"]
+    assert big["harness"] == pytest.approx(big["seconds_100"] + 900 * big["per_job_s"])
     assert rows["9"]["reference"] > 0  # MLflow's own client, writing the same rows, measured beside ours
     from linreg_lab import curves  # a job's histories are thinned: at most their caps beside its final values
 
