@@ -110,7 +110,8 @@ def convergence(runs, hist):
 
 def lr_band(by_lr, quantiles):
     """(steps, line, band steps, band low, band high) of one learning rate's runs; the band is None when there is
-    none. One run's band is its replicates' logged percentiles (at up to 200 steps); several runs' is theirs."""
+    none. One run's band is its replicates' logged percentiles (at up to curves.SIDE_POINTS steps); several runs'
+    is theirs."""
     ids = by_lr["run_id"].unique()
     if len(ids) == 1:
         own = quantiles[quantiles["run_id"] == ids[0]]

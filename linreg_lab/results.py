@@ -9,7 +9,7 @@
 `lr`, `batch_size`, `data.true_w`, ...: numbers as numbers, booleans as booleans, lists as lists),
 every final metric under its metric name (NaN where never logged or where MLflow holds its stand-in for
 ±inf) and the remaining tags as `tags.<key>`. Where a curve's points come from is hidden here: MLflow
-holds a few hundred of each history, the run's curves.npz every one (`resolution`).
+holds at most a hundred points of each history (curves.points_for), the run's curves.npz every one (`resolution`).
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def with_columns(long: pd.DataFrame, runs_df: pd.DataFrame, columns) -> pd.DataF
 def curves(runs_df: pd.DataFrame, metric: str | list[str] = TRAIN_LOSS, resolution: str = "logged",
            columns=(), tracking_uri: str | None = None) -> pd.DataFrame:
     """Long form of the runs' histories: run_id, metric, step, value, then `columns` of runs_df.
-    "logged": the points MLflow holds (finite ones, at most 200 a history); "full": every point the job
+    "logged": the points MLflow holds (finite ones, curves.points_for(key) at most); "full": every point the job
     computed (its curves.npz). A run without curves.npz is read from MLflow. The store is the one runs()
     read (or `tracking_uri`)."""
     if resolution not in ("logged", "full"):

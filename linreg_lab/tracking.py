@@ -15,6 +15,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -191,8 +192,9 @@ def start_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[st
     return run.info.run_id
 
 
-def write_rows(client: MlflowClient, run_id: str, metrics: list[Metric] = (), params: dict[str, object] | None = None,
-               tags: dict[str, str] | None = None, status: str | None = None) -> None:
+def write_rows(client: MlflowClient, run_id: str, metrics: Sequence[Metric] = (),
+               params: dict[str, object] | None = None, tags: dict[str, str] | None = None,
+               status: str | None = None) -> None:
     """Log metrics, params and tags in as few log_batch calls as MLflow's limits allow (1000 entities, 100 of
     them params, 100 tags), then end the run with `status` when given. A param value too long for MLflow is
     stored as its hash, in full in the artifact long_params.json."""
