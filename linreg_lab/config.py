@@ -12,6 +12,7 @@ import json
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from linreg_lab import limits
 from linreg_lab.schema import (
     AdamConfig,
     ClosedFormConfig,
@@ -50,8 +51,15 @@ def register_configs() -> None:
 
 
 def check_config(cfg: DictConfig) -> RunConfig:
-    """Validate a composed config and return it as typed dataclasses (raises schema.ConfigError)."""
-    return check(OmegaConf.to_object(cfg))
+    """Validate a composed config and return it as typed dataclasses (raises schema.ConfigError): the schema's
+    check, then what this machine and MLflow can take (limits)."""
+    config = OmegaConf.to_object(cfg)
+    limits.check_keys(config)
+    limits.check_seeds(config)
+    limits.check_names(config)
+    checked = check(config)
+    limits.check_size(checked)
+    return checked
 
 
 def flatten(node: dict, prefix: str = "") -> dict[str, object]:

@@ -21,6 +21,7 @@ TRAIN_LOSS_P90 = "train/loss_p90"
 TEST_LOSS = "test/loss"
 FULL_LOSS = "train/full_loss"
 GRID_COST = "grid/cost"
+HISTORIES = (TRAIN_LOSS, TRAIN_LOSS_P10, TRAIN_LOSS_P90, TEST_LOSS, FULL_LOSS, GRID_COST)
 
 # ---- final metrics (one value at step 0) ----
 W_ERROR = "w_error/l2"
@@ -174,4 +175,6 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # the store, over the config's
 POOLCLASS_ENV = "MLFLOW_SQLALCHEMYSTORE_POOLCLASS"  # NullPool for SQLite unless set
 PARENT_ENV = "LINREG_LAB_PARENT_RUN_ID"  # the sweep's parent run, handed to every job
 SIZE_ENV = "LINREG_LAB_SWEEP_SIZE"  # the sweep's number of jobs, for the [k/N] labels
+HTTP_TIMEOUT_ENV = "MLFLOW_HTTP_REQUEST_TIMEOUT"  # a server's request gives up after this many seconds (20 unless set)
+HTTP_RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"  # and is retried this many times (2 unless set)
 ARTIFACTS_PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # false unless set: no bar per run read

@@ -16,6 +16,7 @@ from linreg_lab import console, contract, curves, tracking
 from linreg_lab.data import Dataset
 from linreg_lab.devices import pick_device
 from linreg_lab.fitting import Fit, fit_gradient, fit_solver, load_data, score, tuned
+from linreg_lab.lifecycle import uninterrupted
 from linreg_lab.schema import RunConfig
 
 
@@ -156,14 +157,18 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
                                                                    "RUNNING")
                                    if ctx.sweep_dir else None)
     # the run's params go in with its metrics (one write); a run that fails or is interrupted first gets them then
-    run_id = tracking.start_run(client, exp_id, name, job_tags(cfg, ctx, device), parent)
+    run_id, closed = None, []
     try:
-        fit, finals = fit_and_log(cfg, ctx, data, client, run_id, device, start)
+        with uninterrupted():  # a stop signal during the run's creation takes effect once its id is known here
+            run_id = tracking.start_run(client, exp_id, name, job_tags(cfg, ctx, device), parent)
+        fit, finals = fit_and_log(cfg, ctx, data, client, run_id, device, start, closed)
     except KeyboardInterrupt as err:
-        tracking.end_run(client, run_id, "KILLED", f"interrupted: {err or 'SIGINT'}", ctx.params)
+        if run_id and not closed:
+            tracking.end_run(client, run_id, "KILLED", f"interrupted: {str(err) or 'SIGINT'}", ctx.params)
         raise
     except BaseException as err:
-        tracking.end_run(client, run_id, "FAILED", f"{type(err).__name__}: {err}", ctx.params)
+        if run_id and not closed:
+            tracking.end_run(client, run_id, "FAILED", f"{type(err).__name__}: {err}", ctx.params)
         raise
     if fit.interrupted is not None:  # what was computed is logged and the run ended KILLED; now stop the sweep
         raise fit.interrupted
@@ -173,9 +178,10 @@ def run_job(cfg: RunConfig, ctx: JobContext) -> dict[str, float]:
 
 
 def fit_and_log(cfg: RunConfig, ctx: JobContext, data: Dataset | None, client, run_id: str, device: torch.device,
-                start: float) -> tuple[Fit, dict[str, float]]:
+                start: float, closed: list[str]) -> tuple[Fit, dict[str, float]]:
     """Fit (drawing the data unless given), write the artifacts, then log metrics and tags and end the run, in one
-    write where the store allows."""
+    write where the store allows; `closed` then holds the run's status (a stop signal that arrived during that
+    write takes effect after it, and must not close the run a second time)."""
     data = load_data(cfg) if data is None else data
     fit = fit_solver(cfg, data) if cfg.is_solver else fit_gradient(cfg, data, device, step_bar)
     metrics, tags = score(cfg, data, fit)
@@ -193,7 +199,9 @@ def fit_and_log(cfg: RunConfig, ctx: JobContext, data: Dataset | None, client, r
     status = "FINISHED"
     if fit.interrupted is not None:
         status, tags[contract.ERROR] = "KILLED", f"interrupted at step {fit.steps_done}: {fit.interrupted}"
-    tracking.log_metrics(client, run_id, fit.histories, finals, tags, status, ctx.params)
+    with uninterrupted():
+        tracking.log_metrics(client, run_id, fit.histories, finals, tags, status, ctx.params)
+        closed.append(status)
     return fit, finals
 
 

@@ -1,25 +1,78 @@
-"""Process life: SIGTERM/SIGINT become exceptions, and every run records which process owns it,
-so a run whose process died without a word (SIGKILL, power loss) can be recognised later."""
+"""Process life: SIGTERM/SIGINT become exceptions, never inside a store write, and every run records which
+process owns it, so a run whose process died without a word (SIGKILL, power loss) can be recognised later."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that every `except KeyboardInterrupt` handles both."""
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated(f"terminated by signal {signum}")
+_writing = 0  # how deep this thread is in `uninterrupted` blocks (only the main thread receives signals)
+_pending: int | None = None  # a stop signal that arrived inside one, taken once the outermost block is left
+
+
+def interruption(signum: int) -> KeyboardInterrupt:
+    """The exception a stop signal becomes: KeyboardInterrupt for SIGINT, Terminated for SIGTERM."""
+    if signum == signal.SIGTERM:
+        return Terminated(f"terminated by signal {signum}")
+    return KeyboardInterrupt(f"interrupted by signal {signum}")
+
+
+def _on_signal(signum, frame) -> None:
+    global _pending
+    if _writing:
+        _pending = _pending or signum  # the first signal decides how the command ends
+        return
+    raise interruption(signum)
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM raises Terminated in the main thread (SIGINT already raises KeyboardInterrupt)."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    """SIGINT raises KeyboardInterrupt and SIGTERM Terminated in the main thread, except inside `uninterrupted`,
+    where the signal waits for the block's end. A no-op outside the main thread (a thread cannot set handlers)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _on_signal)
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A store write (or read) that a stop signal must not cut in half: a signal that arrives inside takes effect
+    when the outermost such block is left, after the write committed or rolled back whole. MLflow's and
+    SQLAlchemy's code then never sees a KeyboardInterrupt, which its sessions do not roll back on (the
+    interrupted connection kept SQLite's write lock and every later write failed with 'database is locked')."""
+    global _writing, _pending
+    _writing += 1
+    try:
+        yield
+    finally:
+        _writing -= 1
+        if not _writing and _pending is not None:
+            signum, _pending = _pending, None
+            raise interruption(signum)
+
+
+def quit_quietly_on_signals() -> None:
+    """Until install_signal_handlers: a stop signal ends the process at once with 128 + its number and one line,
+    no traceback (the command has only been importing; nothing is written yet)."""
+    def stop(signum, frame) -> None:
+        sys.stderr.write(f"linreg_lab: stopped ({'interrupted' if signum == signal.SIGINT else 'terminated'}) "
+                         "before any work\n")
+        os._exit(128 + signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
 
 
 def exit_code(err: KeyboardInterrupt) -> int:
@@ -52,3 +105,22 @@ def owner_alive(owner: str) -> bool:
     if host != socket.gethostname() or not Path("/proc/self/stat").exists():
         return True  # another machine's run: nothing here can tell
     return _start_ticks(int(pid)) == start if start != "?" else _start_ticks(int(pid)) is not None
+
+
+def other_live_process(owner: str) -> int | None:
+    """The pid of `owner` when it is another process of this host, still running; else None."""
+    try:
+        host, pid, _ = owner.rsplit(":", 2)
+    except ValueError:
+        return None
+    if host != socket.gethostname() or int(pid) == os.getpid() or not owner_alive(owner):
+        return None
+    return int(pid)
+
+
+def stop_process(pid: int) -> None:
+    """SIGTERM to `pid`, if it is still there."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        pass

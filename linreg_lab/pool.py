@@ -18,6 +18,8 @@ import multiprocessing
 import os
 import pickle
 import queue
+import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +27,10 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, se
 from omegaconf import open_dict
 
 from linreg_lab import console
+from linreg_lab.lifecycle import interruption
+
+STOP_WAIT_S = 10  # how long stopped workers have to close their runs before they are killed
+STOPPED_EXITS = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # a worker's exit after a stop signal (_worker)
 
 
 def run_one(launcher, idx: int, overrides: list[str]) -> JobReturn:
@@ -102,21 +108,35 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         for p in procs:
             if p.is_alive():
                 p.terminate()  # SIGTERM: the worker's current job ends its run KILLED
-        for p in procs:
-            p.join()
+        stop(procs)
         raise
-    for p in procs:
-        p.join()
+    stop(procs)
     return [done.get(idx) or lost(idx, overrides) for idx, overrides in jobs]
 
 
+def stop(procs, wait_s: float = STOP_WAIT_S) -> None:
+    """Join the workers, each within `wait_s` (a worker closing its run KILLED takes well under a second); one
+    still there then is killed (its run, if any, is reaped FAILED by the sweep's end)."""
+    deadline = time.monotonic() + wait_s
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
 def collect(results, procs, count: int) -> dict[int, JobReturn]:
-    """Every job's JobReturn by index, until all arrived or every worker is gone."""
+    """Every job's JobReturn by index, until all arrived or every worker is gone. A worker that a stop signal
+    ended (exit 130 or 143: SIGINT or SIGTERM sent to it alone) stops the whole sweep as that signal would."""
     done: dict[int, JobReturn] = {}
     while len(done) < count:
         try:
             idx, ret = results.get(timeout=0.2)
         except queue.Empty:
+            for p in procs:
+                if p.exitcode in STOPPED_EXITS:
+                    raise interruption(p.exitcode - 128) from None
             if not any(p.is_alive() for p in procs) and results.empty():
                 break
             continue

@@ -12,9 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
-import socket
 import tempfile
-import urllib.parse
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -24,9 +22,9 @@ from omegaconf import OmegaConf
 
 from linreg_lab.composing import GROUPS, CachedComposer, grid_jobs, grid_sweeper
 from linreg_lab.config import check_config
-from linreg_lab.contract import TRACKING_URI_ENV
 from linreg_lab.schema import ConfigError
-from linreg_lab.store_uri import resolve_tracking_uri, sqlite_path
+from linreg_lab.store_check import StoreError, check_store
+from linreg_lab.store_uri import resolve_tracking_uri
 
 HYDRA_FLAGS = ("-m", "--multirun")  # any other flag (--cfg, --help, ...) is left to Hydra alone
 
@@ -164,30 +162,6 @@ def check_devices(names: set[str]) -> None:
             pick_device(name)
 
 
-def check_tracking_uri(uri: str) -> None:
-    """A store we can reach: a writable folder for sqlite/file, a listening port for a server."""
-    parts = urllib.parse.urlparse(uri)
-    if parts.scheme == "sqlite":
-        path = sqlite_path(uri)
-        if not path or not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
-            raise ConfigError(f"tracking URI {uri}: no writable folder for the database; "
-                              "allowed: sqlite:///PATH in an existing, writable folder")
-        return
-    if parts.scheme in ("http", "https", "postgresql", "mysql", "mssql") and parts.hostname:
-        port = parts.port or {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}[
-            parts.scheme]
-        try:
-            socket.create_connection((parts.hostname, port), timeout=3).close()
-        except OSError as err:
-            raise ConfigError(f"tracking URI {uri} is unreachable ({err.strerror or err}); "
-                              f"start the server or set {TRACKING_URI_ENV}") from None
-        return
-    if parts.scheme in ("", "file") and uri:
-        return
-    raise ConfigError(f"tracking URI {uri!r} is malformed; allowed: sqlite:///PATH, http(s)://HOST:PORT, "
-                      "postgresql://USER@HOST/DB, file:///PATH")
-
-
 def check_output_dir(path: str) -> None:
     """Hydra's output folder (or its nearest existing parent) must take a file (tried, then removed)."""
     p = Path(path).absolute()
@@ -229,6 +203,9 @@ def preflight(argv: list[str], conf: Path) -> int | None:
         out_dir = primary.hydra.sweep.dir if multirun else primary.hydra.run.dir
     check_devices({c.device for c in checked})
     for uri in sorted({resolve_tracking_uri(c.mlflow.tracking_uri, os.getcwd()) for c in checked}):
-        check_tracking_uri(uri)
+        try:
+            check_store(uri)
+        except StoreError as err:
+            raise ConfigError(str(err)) from None
     check_output_dir(str(out_dir))
     return count

@@ -21,7 +21,18 @@ import numpy as np
 import pandas as pd
 
 from linreg_lab import tracking
-from linreg_lab.contract import DIVERGED_STEP, OUTCOME, PARENT_RUN, REPLICATES_NPZ, TRAIN_LOSS, W_I, W_INIT_I, B
+from linreg_lab.contract import (
+    DIVERGED_STEP,
+    HISTORIES,
+    OUTCOME,
+    PARENT_RUN,
+    REPLICATES_NPZ,
+    TRAIN_LOSS,
+    W_I,
+    W_INIT_I,
+    B,
+)
+from linreg_lab.store_check import check_store
 from linreg_lab.store_uri import resolve_tracking_uri, sqlite_path
 
 # info columns, in this order; `outcome` is the tag (completed, diverged, interrupted), `sweep_id` the parent run
@@ -59,6 +70,7 @@ def open_store(tracking_uri: str | None, experiment: str):
         found = sorted(p.name for p in folder.glob("*.db")) if folder.is_dir() else []
         raise ValueError(f"no store at {uri}: run a sweep first or pass its tracking URI; "
                          f"SQLite files in {folder}: {', '.join(found) or 'none'}")
+    check_store(uri, must_exist=True)  # a damaged file, a folder, a silent server: StoreError (a ValueError)
     client = tracking.connect(uri)
     exp_id = tracking.experiment_id(client, experiment)
     if exp_id is None:
@@ -149,10 +161,14 @@ def curves(runs_df: pd.DataFrame, metric: str | list[str] = TRAIN_LOSS, resoluti
     """Long form of the runs' histories: run_id, metric, step, value, then `columns` of runs_df.
     "logged": the points MLflow holds (finite ones, curves.points_for(key) at most); "full": every point the job
     computed (its curves.npz). A run without curves.npz is read from MLflow. The store is the one runs()
-    read (or `tracking_uri`)."""
+    read (or `tracking_uri`). ValueError for a metric that is neither a history nor a metric of the runs."""
     if resolution not in ("logged", "full"):
         raise ValueError(f"resolution={resolution!r}: allowed are 'logged' and 'full'")
     keys = [metric] if isinstance(metric, str) else list(metric)
+    unknown = [k for k in keys if k not in HISTORIES and k not in runs_df.columns]
+    if unknown:
+        raise ValueError(f"metric {', '.join(map(repr, unknown))} is not one these runs logged; histories: "
+                         f"{', '.join(HISTORIES)}, or any metric column of the runs frame")
     located = list(zip(runs_df["run_id"], runs_df["artifact_uri"]))
     points = tracking.metric_histories(reader(runs_df, tracking_uri), located, keys, resolution) if located else []
     long = pd.DataFrame(points, columns=["run_id", "metric", "step", "value"]).astype(

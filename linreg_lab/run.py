@@ -6,11 +6,16 @@ turns it into typed dataclasses and hands plain values to `job.run_job`.
 
 from __future__ import annotations
 
-import math
-import os
-import sys
-import warnings
-from pathlib import Path
+from linreg_lab.lifecycle import exit_code, install_signal_handlers, quit_quietly_on_signals
+
+if __name__ == "__main__":  # `python -m linreg_lab.run`; `linreg-lab` and `python -m linreg_lab`: __main__.cli
+    quit_quietly_on_signals()  # before the imports below (a second or more): Ctrl-C meanwhile ends quietly
+
+import math  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -20,8 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from linreg_lab.composing import grid_sweeper
 from linreg_lab.config import check_config, config_hash, config_yaml, flatten, register_configs
 from linreg_lab.contract import PARENT_ENV, SIZE_ENV
-from linreg_lab.lifecycle import exit_code, install_signal_handlers
 from linreg_lab.schema import ConfigError
+from linreg_lab.store_check import StoreError
 from linreg_lab.store_uri import resolve_tracking_uri
 
 CONFIG_NAME = "config"  # conf/config.yaml: the primary config Hydra composes
@@ -58,6 +63,7 @@ def task(cfg: DictConfig) -> float | None:
     """One Hydra job; returns its `objective` (default: the final |w - w_true|), what a sweeper optimizes. Under a
     sweeper of its own search (Optuna), a job that fails or whose objective is not finite (diverged) returns None,
     which such a sweeper records as a failed trial (NaN would crash hydra-optuna-sweeper 1.3): the search goes on."""
+    install_signal_handlers()  # in a launcher's own worker process (joblib, Ray) too: stop signals end runs KILLED
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN and not grid_sweeper(hc.runtime.choices.get("hydra/sweeper")):
         try:
@@ -86,7 +92,12 @@ def run_task(cfg: DictConfig, hc) -> float:
     ctx = job_context(cfg, uri, list(hc.overrides.task),
                       parent_run_id=os.environ.get(PARENT_ENV) if multirun else None, label=job_label(),
                       sweep_dir=str(hc.sweep.dir) if multirun else None)
-    finals = job.run_job(run_cfg, ctx)
+    try:
+        finals = job.run_job(run_cfg, ctx)
+    except StoreError as err:
+        if multirun:
+            raise
+        sys.exit(f"linreg_lab: error: {err}")
     return float(finals.get(run_cfg.objective, float("nan")))
 
 
@@ -127,7 +138,7 @@ def main() -> None:
         hydra_main()
     except KeyboardInterrupt as err:
         close_abandoned_sweep("KILLED")
-        print(f"linreg_lab: stopped ({err or 'interrupted'})", file=sys.stderr)
+        print(f"linreg_lab: stopped ({str(err) or 'interrupted'})", file=sys.stderr)
         sys.exit(exit_code(err))
     finally:
         close_abandoned_sweep("FAILED")  # no-op when the sweep closed itself

@@ -31,6 +31,8 @@ from linreg_lab.contract import (
     TIME_TOTAL,
     W_ERROR,
 )
+from linreg_lab.lifecycle import uninterrupted
+from linreg_lab.store_check import StoreError
 from linreg_lab.store_uri import resolve_tracking_uri
 
 SUMMARY_COLUMNS = {
@@ -64,34 +66,43 @@ class SweepCallback(Callback):
         uri = resolve_tracking_uri(OmegaConf.select(config, "mlflow.tracking_uri"), config.hydra.runtime.cwd)
         if tracking.start_creating_store(uri):  # a new store is made meanwhile: load torch, which jobs need anyway
             import linreg_lab.job  # noqa: F401
-        client, exp_id = tracking.open_experiment(uri, config.mlflow.experiment)
-        task_overrides = list(config.hydra.overrides.task)
-        overrides = " ".join(task_overrides)
-        identity = sweep_hash(task_overrides)
-        run_id = tracking.latest_run_with(client, exp_id, SWEEP_HASH, identity) if config.resume else None
-        command = typed_command()
-        expected = os.environ.get(SIZE_ENV, "?")
-        if run_id:
-            tracking.reopen_run(client, run_id, {SWEEP_DIR: str(config.hydra.sweep.dir)})
-            print(f"resuming sweep: parent run {run_id}", flush=True)
-        else:
-            tags = {RUN_KIND: "sweep", OVERRIDES: overrides, SWEEP_DIR: str(config.hydra.sweep.dir),
-                    SWEEP_HASH: identity, COMMAND: command}
-            run_id = tracking.start_run(client, exp_id, f"sweep {overrides}".strip(), tags)
-        tracking.describe_run(client, run_id, f"**Command:** `{command}`\n\n**Jobs:** {expected}, running.")
-        os.environ[PARENT_ENV] = run_id  # inherited by jobs, local or in worker processes
-        direction = OmegaConf.select(config, "hydra.sweeper.direction")  # Optuna's; a grid's objective is minimized
-        _open.update(uri=uri, experiment_id=exp_id, run_id=run_id, command=command,
-                     objective=str(OmegaConf.select(config, "objective") or W_ERROR),
-                     maximize=str(direction).lower() == "maximize", folder=str(config.hydra.sweep.dir))
-        print(f"sweep of {expected} jobs, parent run {run_id} in {uri}", flush=True)
-        console.start_sweep(int(expected) if expected.isdigit() else None)
+        try:
+            with uninterrupted():  # a stop signal takes effect once the parent run exists and is known (_open)
+                open_parent(config, uri)
+        except StoreError as err:
+            sys.exit(f"linreg_lab: error: {err}")
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         console.job_done()  # moves the sweep's bar when the job ran in this process (basic launcher)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         finish_sweep(None)
+
+
+def open_parent(config: DictConfig, uri: str) -> None:
+    """Open (or, resuming, reopen) the sweep's parent run and remember it in _open."""
+    client, exp_id = tracking.open_experiment(uri, config.mlflow.experiment)
+    task_overrides = list(config.hydra.overrides.task)
+    overrides = " ".join(task_overrides)
+    identity = sweep_hash(task_overrides)
+    run_id = tracking.latest_run_with(client, exp_id, SWEEP_HASH, identity) if config.resume else None
+    command = typed_command()
+    expected = os.environ.get(SIZE_ENV, "?")
+    if run_id:
+        tracking.reopen_run(client, run_id, {SWEEP_DIR: str(config.hydra.sweep.dir)})
+        print(f"resuming sweep: parent run {run_id}", flush=True)
+    else:
+        tags = {RUN_KIND: "sweep", OVERRIDES: overrides, SWEEP_DIR: str(config.hydra.sweep.dir),
+                SWEEP_HASH: identity, COMMAND: command}
+        run_id = tracking.start_run(client, exp_id, f"sweep {overrides}".strip(), tags)
+    tracking.describe_run(client, run_id, f"**Command:** `{command}`\n\n**Jobs:** {expected}, running.")
+    os.environ[PARENT_ENV] = run_id  # inherited by jobs, local or in worker processes
+    direction = OmegaConf.select(config, "hydra.sweeper.direction")  # Optuna's; a grid's objective is minimized
+    _open.update(uri=uri, experiment_id=exp_id, run_id=run_id, command=command,
+                 objective=str(OmegaConf.select(config, "objective") or W_ERROR),
+                 maximize=str(direction).lower() == "maximize", folder=str(config.hydra.sweep.dir))
+    print(f"sweep of {expected} jobs, parent run {run_id} in {uri}", flush=True)
+    console.start_sweep(int(expected) if expected.isdigit() else None)
 
 
 def finish_sweep(abandoned: str | None) -> None:
@@ -105,6 +116,15 @@ def finish_sweep(abandoned: str | None) -> None:
     objective, maximize, folder = _open["objective"], _open["maximize"], Path(_open["folder"])
     _open.clear()
     client = tracking.connect(uri)
+    with uninterrupted():  # a second signal waits until the parent is closed (a few seconds)
+        close_sweep(client, uri, exp_id, run_id, command, objective, maximize, folder, abandoned)
+
+
+def close_sweep(client, uri: str, exp_id: str, run_id: str, command: str, objective: str, maximize: bool,
+                folder: Path, abandoned: str | None) -> None:
+    """finish_sweep's work, once the open sweep's state is taken."""
+    if abandoned == "KILLED":  # its jobs in flight end KILLED, whichever process ran them
+        tracking.close_stopped_jobs(client, exp_id, run_id)
     tracking.reap_orphans(client, exp_id)  # a job whose worker process died (pool, joblib) ends FAILED now
     console.end_sweep()
     os.environ.pop(PARENT_ENV, None)

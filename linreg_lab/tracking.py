@@ -6,6 +6,8 @@ so nothing leaks from one job to the next in a reused worker process.
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -15,7 +17,8 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -29,6 +32,8 @@ from linreg_lab.contract import (
     CURVES_NPZ,
     ERROR,
     EXPERIMENT_KIND,
+    HTTP_RETRIES_ENV,
+    HTTP_TIMEOUT_ENV,
     LONG_PARAMS_JSON,
     MODEL_TRAINING,
     NOTE,
@@ -38,17 +43,23 @@ from linreg_lab.contract import (
     REPORT_DIR,
     RUN_KIND,
 )
-from linreg_lab.lifecycle import owner_alive, owner_id
+from linreg_lab.lifecycle import STOP_SIGNALS, other_live_process, owner_alive, owner_id, stop_process, uninterrupted
+from linreg_lab.store_check import StoreError
 from linreg_lab.store_uri import sqlite_path
 
 ENTITIES_PER_CALL = 1000  # MLflow's log_batch limits: entities (metrics, params, tags) in all, params, tags
 PARAMS_PER_CALL = 100
 TAGS_PER_CALL = 100
 MAX_PARAM_LENGTH = 6000
+RUN_NAME_LENGTH = 250  # MLflow's column for a run's name; a longer name (many overrides) is cut
 # what the experiment is for: MLflow 3's UI then shows it as model training, not as a GenAI app
 EXPERIMENT_TAGS = {EXPERIMENT_KIND: MODEL_TRAINING}
 UI_VIEW = "workflowType=machine_learning"  # the UI's model-training view, not its GenAI one
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
+CREATE_WAIT_S = 60  # the longest a command waits for another to make a new store (it takes a few seconds)
+HTTP_TIMEOUT_S = 20  # a server's request gives up after this, HTTP_RETRIES times (MLflow's variables win)
+HTTP_RETRIES = 2
+STOP_WAIT_S = 10  # a stopped sweep waits this long for its jobs' processes to close their runs (then SIGTERM, again)
 _artifact_uris: dict[str, str] = {}  # run id -> artifact URI, of runs this process opened
 
 
@@ -65,23 +76,102 @@ def ui_command(uri: str) -> str:
     return "" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
 
 
-def connect(uri: str) -> MlflowClient:
-    """A client on the store at `uri`. For a SQLite store, MLflow keeps no idle connection open
-    (MLFLOW_SQLALCHEMYSTORE_POOLCLASS=NullPool unless set): the pool launcher's workers are forked
-    from a process that has used the store, and a connection must never cross a fork."""
+class GuardedClient:
+    """MLflow's client with each call made whole: a stop signal that arrives during a call takes effect once it
+    returned (lifecycle.uninterrupted), never inside MLflow's or SQLAlchemy's code."""
+
+    def __init__(self, client: MlflowClient):
+        self.client = client
+
+    def __getattr__(self, name: str):
+        attr = getattr(self.client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def whole(*args, **kwargs):
+            with uninterrupted():
+                return attr(*args, **kwargs)
+
+        return whole
+
+
+def connect(uri: str) -> GuardedClient:
+    """A client on the store at `uri`, each call uninterrupted (GuardedClient). For a SQLite store, MLflow keeps
+    no idle connection open (MLFLOW_SQLALCHEMYSTORE_POOLCLASS=NullPool unless set): the pool launcher's workers
+    are forked from a process that has used the store, and a connection must never cross a fork. For a server,
+    a request gives up after HTTP_TIMEOUT_S and HTTP_RETRIES retries unless MLflow's variables say otherwise
+    (MLflow's defaults: 120 s and 7 retries with backoff, minutes on a server that stopped answering)."""
     if uri.startswith("sqlite:"):
         os.environ.setdefault(POOLCLASS_ENV, "NullPool")
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # its engine and migration notes
-    return MlflowClient(tracking_uri=uri)
+    if uri.startswith(("http:", "https:")):
+        os.environ.setdefault(HTTP_TIMEOUT_ENV, str(HTTP_TIMEOUT_S))
+        os.environ.setdefault(HTTP_RETRIES_ENV, str(HTTP_RETRIES))
+    return GuardedClient(MlflowClient(tracking_uri=uri))
 
 
 _opened: dict[tuple[str, str], tuple[MlflowClient, str]] = {}  # (uri, experiment) -> (client, id), per process
 _creating: dict[str, multiprocessing.process.BaseProcess] = {}  # uri -> the process making that new store
 
 
+def store_made(path: Path) -> bool:
+    """A SQLite store file is there (made whole: create_store renames it into place only once MLflow made it)."""
+    return path.is_file() and path.stat().st_size > 0
+
+
+@contextmanager
+def folder_lock(folder: Path, what: str) -> Iterator[None]:
+    """An exclusive flock on `folder` itself (no lock file left behind), waited for at most CREATE_WAIT_S."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + CREATE_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"{what}: another process held {folder} for {CREATE_WAIT_S} s; "
+                                     "wait for it or stop it") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def create_store(uri: str) -> None:
-    """Make the store's tables (MLflow runs its schema migrations on a new database) and return."""
-    connect(uri).search_experiments(max_results=1)
+    """Make the store's tables (MLflow runs its schema migrations on a new database) and return. A new SQLite
+    store is made under a lock on its folder, in a file of its own that is renamed into place once MLflow made it
+    whole: two first commands at once make it once (the second waits, then finds it), and a failure (disk full,
+    a signal) leaves no half-made store: the partial file is removed and StoreError says why (one line)."""
+    path = sqlite_path(uri)
+    if path is None:
+        connect(uri).search_experiments(max_results=1)
+        return
+    with folder_lock(path.parent, f"making the store {uri}"):
+        if store_made(path):
+            return  # another command made it while this one waited
+        partial = path.with_name(f".{path.name}.making-{os.getpid()}")
+        try:
+            connect(f"sqlite:///{partial}").search_experiments(max_results=1)
+            os.replace(partial, path)
+        except Exception as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise StoreError(f"could not make the store {uri} ({first}); nothing was left behind: free the space "
+                             "or fix the folder, then run again") from None
+        finally:
+            for leftover in (partial, partial.with_name(partial.name + "-journal")):
+                leftover.unlink(missing_ok=True)
+
+
+def _make_store_quietly(uri: str) -> None:
+    """create_store in the forked maker: a failure exits 1 without a traceback (open_experiment then tries itself
+    and reports the error in one line)."""
+    try:
+        create_store(uri)
+    except BaseException:
+        os._exit(1)
 
 
 def start_creating_store(uri: str) -> multiprocessing.process.BaseProcess | None:
@@ -91,18 +181,20 @@ def start_creating_store(uri: str) -> multiprocessing.process.BaseProcess | None
     path = sqlite_path(uri)
     if path is None or uri in _creating or uri in {u for u, _ in _opened}:
         return None
-    if path.exists() or not path.parent.is_dir():
+    if store_made(path) or not path.parent.is_dir():
         return None  # an existing store, or a folder that is not there: MLflow's own error, when it is opened
-    process = multiprocessing.get_context("fork").Process(target=create_store, args=(uri,), name="linreg_lab-store")
-    # a Ctrl-C meant for the sweep must not stop it halfway: it is forked ignoring SIGINT, and it is not a
-    # daemon (if this process stops early, the store is still finished): a store is made whole or not at all
+    process = multiprocessing.get_context("fork").Process(target=_make_store_quietly, args=(uri,),
+                                                          name="linreg_lab-store")
+    # a stop signal meant for the sweep must not stop it halfway: it is forked ignoring SIGINT and SIGTERM, and it
+    # is not a daemon (if this process stops early, the store is still finished): a store is made whole or not
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    previous = [signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS] if main else None
     try:
         process.start()
     finally:
         if main:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in zip(STOP_SIGNALS, previous):
+                signal.signal(sig, handler)
     _creating[uri] = process
     return process
 
@@ -112,8 +204,11 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     opens it, runs orphaned by dead processes are reaped; later jobs of the process reuse both."""
     if (uri, name) in _opened:
         return _opened[uri, name]
-    if uri in _creating:  # its tables are being made (start_creating_store): whatever the outcome, open it here
-        _creating.pop(uri).join()
+    if uri in _creating:  # its tables are being made (start_creating_store): wait for it, at most CREATE_WAIT_S
+        _creating.pop(uri).join(CREATE_WAIT_S)
+    path = sqlite_path(uri)
+    if path is not None and not store_made(path):
+        create_store(uri)  # the forked maker failed or is stuck: here, under the same lock, its error in one line
     client = connect(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
@@ -143,6 +238,30 @@ def reap_orphans(client: MlflowClient, experiment_id: str) -> list[str]:
                     f"orphaned: its process {owner} died without closing the run (killed, e.g. SIGKILL)")
             reaped.append(run.info.run_id)
     return reaped
+
+
+def close_stopped_jobs(client: MlflowClient, experiment_id: str, parent_id: str, wait_s: float = STOP_WAIT_S) -> int:
+    """A sweep stopped by a signal: every job of it still RUNNING ends KILLED. Their processes (pool, joblib
+    workers) got the signal too or are being stopped by their launcher: they have `wait_s` to close their own runs;
+    one still alive then gets SIGTERM and `wait_s` more; what is still RUNNING after that is closed here. Returns
+    how many runs were closed here."""
+    where = f"attributes.status = 'RUNNING' and tags.`{PARENT_RUN}` = '{parent_id}'"
+    deadline, nudged = time.monotonic() + wait_s, False
+    while True:
+        runs = search_all(client, experiment_id, where)
+        alive = [pid for run in runs if (pid := other_live_process(run.data.tags.get(OWNER, ""))) is not None]
+        if not alive:
+            break
+        if time.monotonic() > deadline:
+            if nudged:
+                break
+            for pid in set(alive):
+                stop_process(pid)
+            deadline, nudged = time.monotonic() + wait_s, True
+        time.sleep(0.2)
+    for run in runs:
+        end_run(client, run.info.run_id, "KILLED", "stopped with its sweep (a signal); its process did not close it")
+    return len(runs)
 
 
 def search_all(client: MlflowClient, experiment_id: str, filter_string: str = "") -> list:
@@ -185,7 +304,7 @@ def start_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[st
     tags = {**tags, OWNER: owner_id()}
     if parent_id:
         tags[PARENT_RUN] = parent_id
-    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    run = client.create_run(experiment_id, run_name=name[:RUN_NAME_LENGTH], tags=tags)
     _artifact_uris[run.info.run_id] = run.info.artifact_uri
     if params:
         write_rows(client, run.info.run_id, params=params)
@@ -199,18 +318,19 @@ def write_rows(client: MlflowClient, run_id: str, metrics: Sequence[Metric] = ()
     them params, 100 tags), then end the run with `status` when given. A param value too long for MLflow is
     stored as its hash, in full in the artifact long_params.json."""
     values, too_long = param_values(params or {})
-    if too_long:
-        client.log_text(run_id, json.dumps(too_long, indent=1), LONG_PARAMS_JSON)
     metrics, items = list(metrics), [Param(k, v) for k, v in values.items()]
     labels = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-    while metrics or items or labels:
-        some, items = items[:PARAMS_PER_CALL], items[PARAMS_PER_CALL:]
-        named, labels = labels[:TAGS_PER_CALL], labels[TAGS_PER_CALL:]
-        room = ENTITIES_PER_CALL - len(some) - len(named)
-        client.log_batch(run_id, metrics=metrics[:room], params=some, tags=named)
-        metrics = metrics[room:]
-    if status:
-        client.set_terminated(run_id, status)
+    with uninterrupted():  # the rows and the status go in together, whatever signal arrives meanwhile
+        if too_long:
+            client.log_text(run_id, json.dumps(too_long, indent=1), LONG_PARAMS_JSON)
+        while metrics or items or labels:
+            some, items = items[:PARAMS_PER_CALL], items[PARAMS_PER_CALL:]
+            named, labels = labels[:TAGS_PER_CALL], labels[TAGS_PER_CALL:]
+            room = ENTITIES_PER_CALL - len(some) - len(named)
+            client.log_batch(run_id, metrics=metrics[:room], params=some, tags=named)
+            metrics = metrics[room:]
+        if status:
+            client.set_terminated(run_id, status)
 
 
 def describe_run(client: MlflowClient, run_id: str, markdown: str) -> None:

@@ -15,9 +15,10 @@ from tests.conftest import ROOT
 
 PACKAGE = ROOT / "linreg_lab"
 LAYERS = {
-    "vocabulary": {"schema", "contract", "store_uri"},  # names and types every layer shares
+    "vocabulary": {"schema", "contract", "store_uri", "limits"},  # names and types every layer shares
     "science": {"data", "models", "optimizers", "train", "theory", "analysis", "fitting", "devices"},
-    "store": {"tracking", "curves", "lifecycle", "describe"},  # MLflow and what a run holds, for both sides
+    # MLflow and what a run holds, for both sides
+    "store": {"tracking", "curves", "lifecycle", "describe", "store_check"},
     "harness": {"run", "__main__", "preflight", "config", "composing", "sweep", "job", "pool", "console"},
     "reading": {"results", "tables", "findings", "plots", "report", "double_descent", "conditioning",
                 "batch_scaling"},
