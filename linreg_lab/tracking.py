@@ -84,6 +84,8 @@ class GuardedClient:
         self.client = client
 
     def __getattr__(self, name: str):
+        if name == "client":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         attr = getattr(self.client, name)
         if not callable(attr):
             return attr

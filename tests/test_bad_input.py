@@ -55,6 +55,16 @@ CASES = {
     "malformed tracking URI": (["mlflow.tracking_uri=foo://bar"], "tracking URI 'foo://bar' is malformed"),
     "unreachable tracking URI": (["mlflow.tracking_uri=http://127.0.0.1:9"], "tracking URI http://127.0.0.1:9 "
                                                                             "is unreachable"),
+    "absurd steps": (["steps=99999999999999999999"], "steps=99999999999999999999, replicates=8, 2 features need "
+                                                     "about 8.34e+13 GiB of memory"),
+    "absurd replicates": (["replicates=100000000"], "allowed: steps="),
+    "absurd features": (["data.true_w=[]", "data.n_features=100000"], "100000 features need about"),
+    "negative seed": (["seed=-1"], "seed=-1 is outside numpy's seed range; allowed: 0 .. 4294967295"),
+    "seed past numpy's range": (["data_seed=4294967296"], "data_seed=4294967296 is outside numpy's seed range"),
+    "experiment name over MLflow's limit": ([f"mlflow.experiment={'x' * 501}"], "mlflow.experiment has 501 "
+                                            "characters; allowed: 1 .. 500"),
+    "unknown added key": (["+foo=1"], "foo: not a config key (added with +); allowed at the top: data, model"),
+    "unknown added nested key": (["+data.bar=2"], "data.bar: not a config key (added with +); allowed at data: name"),
     "unwritable output dir": (["hydra.run.dir=/proc/linreg_lab"], "output folder /proc/linreg_lab cannot be "
                                                                   "written"),
 }
