@@ -175,6 +175,5 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # the store, over the config's
 POOLCLASS_ENV = "MLFLOW_SQLALCHEMYSTORE_POOLCLASS"  # NullPool for SQLite unless set
 PARENT_ENV = "LINREG_LAB_PARENT_RUN_ID"  # the sweep's parent run, handed to every job
 SIZE_ENV = "LINREG_LAB_SWEEP_SIZE"  # the sweep's number of jobs, for the [k/N] labels
-HTTP_TIMEOUT_ENV = "MLFLOW_HTTP_REQUEST_TIMEOUT"  # a server's request gives up after this many seconds (20 unless set)
-HTTP_RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"  # and is retried this many times (2 unless set)
+HTTP_TIMEOUT_ENV = "MLFLOW_HTTP_REQUEST_TIMEOUT"  # a try of a server's request gives up after this (20 s unless set)
 ARTIFACTS_PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # false unless set: no bar per run read

@@ -32,7 +32,6 @@ from linreg_lab.contract import (
     CURVES_NPZ,
     ERROR,
     EXPERIMENT_KIND,
-    HTTP_RETRIES_ENV,
     HTTP_TIMEOUT_ENV,
     LONG_PARAMS_JSON,
     MODEL_TRAINING,
@@ -44,6 +43,7 @@ from linreg_lab.contract import (
     RUN_KIND,
 )
 from linreg_lab.lifecycle import STOP_SIGNALS, other_live_process, owner_alive, owner_id, stop_process, uninterrupted
+from linreg_lab.limits import TAG_VALUE_LENGTH
 from linreg_lab.store_check import StoreError
 from linreg_lab.store_uri import sqlite_path
 
@@ -57,8 +57,7 @@ EXPERIMENT_TAGS = {EXPERIMENT_KIND: MODEL_TRAINING}
 UI_VIEW = "workflowType=machine_learning"  # the UI's model-training view, not its GenAI one
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
 CREATE_WAIT_S = 60  # the longest a command waits for another to make a new store (it takes a few seconds)
-HTTP_TIMEOUT_S = 20  # a server's request gives up after this, HTTP_RETRIES times (MLflow's variables win)
-HTTP_RETRIES = 2
+HTTP_TIMEOUT_S = 20  # a try of a server's request gives up after this (MLflow's variable wins)
 STOP_WAIT_S = 10  # a stopped sweep waits this long for its jobs' processes to close their runs (then SIGTERM, again)
 _artifact_uris: dict[str, str] = {}  # run id -> artifact URI, of runs this process opened
 
@@ -102,14 +101,14 @@ def connect(uri: str) -> GuardedClient:
     """A client on the store at `uri`, each call uninterrupted (GuardedClient). For a SQLite store, MLflow keeps
     no idle connection open (MLFLOW_SQLALCHEMYSTORE_POOLCLASS=NullPool unless set): the pool launcher's workers
     are forked from a process that has used the store, and a connection must never cross a fork. For a server,
-    a request gives up after HTTP_TIMEOUT_S and HTTP_RETRIES retries unless MLflow's variables say otherwise
-    (MLflow's defaults: 120 s and 7 retries with backoff, minutes on a server that stopped answering)."""
+    a try gives up after HTTP_TIMEOUT_S unless MLFLOW_HTTP_REQUEST_TIMEOUT says otherwise (MLflow's default, 120 s,
+    times its retries, was a quarter of an hour on a server that stopped answering); MLflow's retries (about two
+    minutes of backoff) stay: a server restarted mid-sweep loses nothing."""
     if uri.startswith("sqlite:"):
         os.environ.setdefault(POOLCLASS_ENV, "NullPool")
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # its engine and migration notes
     if uri.startswith(("http:", "https:")):
         os.environ.setdefault(HTTP_TIMEOUT_ENV, str(HTTP_TIMEOUT_S))
-        os.environ.setdefault(HTTP_RETRIES_ENV, str(HTTP_RETRIES))
     return GuardedClient(MlflowClient(tracking_uri=uri))
 
 
@@ -303,7 +302,7 @@ def start_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[st
               parent_id: str | None = None, params: dict[str, object] | None = None) -> str:
     """Create a RUNNING run (nested under `parent_id` when given) with its tags (and params, when given: a job
     logs its params with its metrics, in one write, log_metrics); return its id."""
-    tags = {**tags, OWNER: owner_id()}
+    tags = {key: str(value)[:TAG_VALUE_LENGTH] for key, value in {**tags, OWNER: owner_id()}.items()}
     if parent_id:
         tags[PARENT_RUN] = parent_id
     run = client.create_run(experiment_id, run_name=name[:RUN_NAME_LENGTH], tags=tags)
@@ -321,7 +320,7 @@ def write_rows(client: MlflowClient, run_id: str, metrics: Sequence[Metric] = ()
     stored as its hash, in full in the artifact long_params.json."""
     values, too_long = param_values(params or {})
     metrics, items = list(metrics), [Param(k, v) for k, v in values.items()]
-    labels = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    labels = [RunTag(k, str(v)[:TAG_VALUE_LENGTH]) for k, v in (tags or {}).items()]
     with uninterrupted():  # the rows and the status go in together, whatever signal arrives meanwhile
         if too_long:
             client.log_text(run_id, json.dumps(too_long, indent=1), LONG_PARAMS_JSON)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -69,12 +70,23 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess:
+            timeout: float = 600, preexec_fn=None) -> subprocess.CompletedProcess:
     """Run `python -m linreg_lab.run ARGS` in a subprocess, as a user would."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("LINREG_LAB_PARENT_RUN_ID", None)
     return subprocess.run([sys.executable, "-m", "linreg_lab.run", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn)
+
+
+# A job that crashes for real mid-run: a stream of 1e8 rows a replicate (batch_size=1000; 1e6 steps at 100) takes
+# about 7 GB, which the size check lets through on this machine, in a command that may map only 4 GiB
+# (small_address_space): torch's allocation fails with a RuntimeError once the job has begun.
+CRASHING_STEPS = "100000"
+
+
+def small_address_space() -> None:
+    """A subprocess's preexec_fn: at most 4 GiB of address space for the command and the workers it starts."""
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
 
 def run_report(cwd: Path, *args: str) -> subprocess.CompletedProcess:

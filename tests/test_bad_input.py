@@ -31,7 +31,8 @@ CASES = {
     "both budgets": (["epochs=3"], "set exactly one of steps, epochs and samples"),
     "true w vs features": (["data.n_features=3"], "data.true_w has 2 weights but data.n_features is 3"),
     "no true w": (["data.true_w=[]"], "data.true_w is empty; allowed: one weight per feature, or data.n_features"),
-    "drawn w, bad seed": (["data.true_w=[]", "data.n_features=3", "data.w_seed=-1"], "data.w_seed >= 0, got 3 and -1"),
+    "drawn w, bad seed": (["data.true_w=[]", "data.n_features=3", "data.w_seed=-1"],
+                          "data.w_seed=-1 is outside numpy's seed range"),
     "drawn w, bad norm": (["data.true_w=[]", "data.n_features=3", "data.w_norm=-1"], "data.w_norm must be a finite"),
     "optimal ridge with an intercept": (["model=closed_form", "model.optimal_ridge=true"], "model.optimal_ridge needs "
                                         "isotropic Gaussian data without an intercept, got model.fit_intercept=True"),
@@ -57,7 +58,7 @@ CASES = {
                                                                             "is unreachable"),
     "absurd steps": (["steps=99999999999999999999"], "steps=99999999999999999999, replicates=8, 2 features need "
                                                      "about 8.34e+13 GiB of memory"),
-    "absurd replicates": (["replicates=100000000"], "allowed: steps="),
+    "absurd replicates": (["replicates=100000000"], "allowed: replicates="),
     "absurd features": (["data.true_w=[]", "data.n_features=100000"], "100000 features need about"),
     "negative seed": (["seed=-1"], "seed=-1 is outside numpy's seed range; allowed: 0 .. 4294967295"),
     "seed past numpy's range": (["data_seed=4294967296"], "data_seed=4294967296 is outside numpy's seed range"),

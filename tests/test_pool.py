@@ -12,7 +12,16 @@ import pytest
 from mlflow import MlflowClient
 
 from linreg_lab import curves
-from tests.conftest import LONG_JOB, all_runs, job_runs, run_cli, start_cli, wait_for
+from tests.conftest import (
+    CRASHING_STEPS,
+    LONG_JOB,
+    all_runs,
+    job_runs,
+    run_cli,
+    small_address_space,
+    start_cli,
+    wait_for,
+)
 
 POOL = ["hydra/launcher=pool", "hydra.launcher.n_jobs=2"]
 SWEEP = ["-m", "optimizer=sgd,momentum,rmsprop,adam", "lr=0.1,0.01", "steps=200"]
@@ -52,14 +61,14 @@ def test_pool_runs_the_jobs_of_the_basic_launcher_in_two_forked_workers(tmp_path
 
 def test_pool_crashing_job_fails_alone(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = run_cli(["-m", "steps=100,100000000000,50,60", "data=streaming_1d", "batch_size=1000", "lr=1e-4", *POOL],
-                  tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    out = run_cli(["-m", f"steps=100,{CRASHING_STEPS},50,60", "data=streaming_1d", "batch_size=1000", "lr=1e-4", *POOL],
+                  tmp_path, {"MLFLOW_TRACKING_URI": uri}, preexec_fn=small_address_space)
     assert out.returncode != 0
     runs = {r.data.params["steps"]: r for r in job_runs(uri)}
     assert {runs[s].info.status for s in ("100", "50", "60")} == {"FINISHED"}
-    crashed = runs["100000000000"]
+    crashed = runs[CRASHING_STEPS]
     assert crashed.info.status == "FAILED" and "RuntimeError" in crashed.data.tags["error"]
-    assert "not finished:" in out.stdout and "steps=100000000000" in out.stdout
+    assert "not finished:" in out.stdout and f"steps={CRASHING_STEPS}" in out.stdout
     (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
     assert parent.info.status == "FAILED"
     assert not [r for r in all_runs(uri) if r.info.status == "RUNNING"]

@@ -16,7 +16,18 @@ import pytest
 from mlflow import MlflowClient
 
 from linreg_lab import contract, curves, tracking
-from tests.conftest import LONG_JOB, all_runs, job_runs, killed_sweep, run_cli, run_in_process, start_cli, wait_for
+from tests.conftest import (
+    CRASHING_STEPS,
+    LONG_JOB,
+    all_runs,
+    job_runs,
+    killed_sweep,
+    run_cli,
+    run_in_process,
+    small_address_space,
+    start_cli,
+    wait_for,
+)
 
 
 def training_started(uri: str) -> bool:
@@ -49,15 +60,15 @@ def test_divergence_is_a_result_and_the_sweep_goes_on(tmp_path: Path) -> None:
 
 def test_a_crashing_job_fails_alone_and_the_sweep_exits_nonzero(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # 1e11 steps of a stream of 1000 samples a step cannot be allocated: a real RuntimeError mid-job
-    out = run_cli(["-m", "steps=100,100000000000,50", "data=streaming_1d", "batch_size=1000", "lr=1e-4"],
-                  tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    # its stream cannot be allocated in the command's address space: a real RuntimeError mid-job
+    out = run_cli(["-m", f"steps=100,{CRASHING_STEPS},50", "data=streaming_1d", "batch_size=1000", "lr=1e-4"],
+                  tmp_path, {"MLFLOW_TRACKING_URI": uri}, preexec_fn=small_address_space)
     assert out.returncode != 0
     runs = {r.data.params["steps"]: r for r in job_runs(uri)}
     assert runs["100"].info.status == runs["50"].info.status == "FINISHED"  # the others still ran
-    crashed = runs["100000000000"]
+    crashed = runs[CRASHING_STEPS]
     assert crashed.info.status == "FAILED" and "RuntimeError" in crashed.data.tags["error"]
-    assert "not finished:" in out.stdout and "steps=100000000000" in out.stdout  # the summary names it
+    assert "not finished:" in out.stdout and f"steps={CRASHING_STEPS}" in out.stdout  # the summary names it
     (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
     assert parent.info.status == "FAILED"
     assert not [r for r in all_runs(uri) if r.info.status == "RUNNING"]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, all_runs, run_cli
+from tests.conftest import ROOT, all_runs, run_cli, small_address_space
 
 
 def report(cwd: Path, uri: str, *args: str, script: bool = False) -> subprocess.CompletedProcess:
@@ -26,9 +26,9 @@ def section(page: str, heading: str) -> str:
     return re.split(rf"<h2[^>]*>{re.escape(heading)}[^<]*</h2>", page, maxsplit=1)[1].split("<h2", 1)[0]
 
 
-def sweep(tmp_path: Path, *args: str, ok: bool = True) -> str:
+def sweep(tmp_path: Path, *args: str, ok: bool = True, preexec_fn=None) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = run_cli(list(args), tmp_path, {"MLFLOW_TRACKING_URI": uri})
+    out = run_cli(list(args), tmp_path, {"MLFLOW_TRACKING_URI": uri}, preexec_fn=preexec_fn)
     assert (out.returncode == 0) == ok, out.stderr[-3000:]
     return uri
 
@@ -122,8 +122,8 @@ def test_report_of_a_2x2_sweep_is_self_contained_and_logged_on_the_parent(tmp_pa
 
 
 def test_report_shows_diverged_failed_and_killed_runs_and_no_fake_numbers(tmp_path: Path) -> None:
-    uri = sweep(tmp_path, "-m", "lr=0.1,100", "steps=100,100000000000", "data=streaming_1d", "batch_size=100",
-                ok=False)  # lr 100 diverges; 1e11 streaming steps cannot be allocated and crash
+    uri = sweep(tmp_path, "-m", "lr=0.1,100", "steps=100,1000000", "data=streaming_1d", "batch_size=100",
+                ok=False, preexec_fn=small_address_space)  # lr 100 diverges; 1e6 steps' stream cannot be allocated
     client = MlflowClient(uri)
     finished = [r for r in all_runs(uri) if r.info.status == "FINISHED" and r.data.tags["run_kind"] == "job"]
     client.set_terminated(finished[0].info.run_id, "KILLED")  # as a signal would leave it
