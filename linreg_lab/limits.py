@@ -18,6 +18,8 @@ TIME_LIMIT_S = 7 * 86400  # a job whose least possible time is longer is refused
 STEP_FLOOR_S = 2e-6  # no step of the training loop takes less (it is a Python call per step)
 ELEMENTS_PER_S = 1e10  # nor does a step touch its batch's numbers faster than this
 LOSS_COPIES = 4  # the loss per step and replicate is held as a tensor, an array, a history and curves.npz's copy
+SCORING_COPIES = 12  # float64 copies of every replicate's design the scoring holds at its peak (analysis, theory):
+# calibrated on a measured peak (tests/test_faults.py checks the estimate against a job's peak memory)
 
 
 def machine_memory() -> int:
@@ -26,13 +28,14 @@ def machine_memory() -> int:
 
 
 def memory_bytes(rc: RunConfig) -> int:
-    """The arrays a job holds at once, in bytes: each replicate's data (a stream: every row its steps draw), the
-    batch indices of the whole run, the loss per step and replicate, the evaluated parameters, a solver's d x d."""
+    """The arrays a job holds at once, in bytes: each replicate's data (a stream: every row its steps draw) and the
+    scoring's float64 copies of it, the batch indices of the whole run, the loss per step and replicate, the
+    evaluated parameters, a d x d matrix per replicate."""
     R, d, data = rc.replicates, len(rc.data.true_w), rc.data
     item = 4 if rc.dtype == "float32" else 8
     batch = data.n_train if rc.batch_size is None else rc.batch_size
     rows = rc.steps * batch if data.streaming else data.n_train
-    total = R * rows * (d + 1) * item + data.n_test * (d + 1) * item
+    total = R * rows * (d + 1) * (item + SCORING_COPIES * 8) + data.n_test * (d + 1) * item
     total += R * (d + 1) ** 2 * 8  # a d x d matrix per replicate: the solver's, theory's Hessian
     if rc.is_solver:
         return total

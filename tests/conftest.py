@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -78,15 +79,16 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
                           capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn)
 
 
-# A job that crashes for real mid-run: a stream of 1e8 rows a replicate (batch_size=1000; 1e6 steps at 100) takes
-# about 7 GB, which the size check lets through on this machine, in a command that may map only 4 GiB
-# (small_address_space): torch's allocation fails with a RuntimeError once the job has begun.
-CRASHING_STEPS = "100000"
+# A job that crashes for real after its training: 400000 steps of 8 replicates make a 25.6 MB replicates.npz, which a
+# command allowed files of at most 20 MB (small_files) cannot write: OSError (EFBIG) once the job has begun.
+CRASHING_STEPS = "400000"
 
 
-def small_address_space() -> None:
-    """A subprocess's preexec_fn: at most 4 GiB of address space for the command and the workers it starts."""
-    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+def small_files() -> None:
+    """A subprocess's preexec_fn: no file of the command or its workers may grow past 20 MB (a full disk, as a
+    writer meets it: the write fails with EFBIG instead of the process being stopped by SIGXFSZ)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000_000, 20_000_000))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def run_report(cwd: Path, *args: str) -> subprocess.CompletedProcess:

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from linreg_lab import lifecycle, tracking
+from linreg_lab import lifecycle, limits, tracking
 from linreg_lab.store_check import STORE_WAIT_S
-from tests.conftest import job_runs
+from tests.conftest import compose_config, job_runs
 
 BOUND_S = 60  # every case ends within this (stores answer within STORE_WAIT_S, stopped workers within 10 s)
 
@@ -162,6 +162,24 @@ def test_ctrl_c_in_the_first_second_is_one_line_without_a_traceback(module: str,
     assert code == 130
     assert "stopped (interrupted)" in one_error_line(err, "linreg_lab: stopped")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def peak_memory(args: list[str], cwd: Path) -> int:
+    """The most memory (resident, bytes) a single-run command `python -m linreg_lab.run ARGS` held."""
+    probe = ("import resource, subprocess, sys\n"
+             f"subprocess.run([sys.executable, '-m', 'linreg_lab.run', *{args!r}], check=True, capture_output=True)\n"
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # its one child: the command
+    out = subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return int(out.stdout) * 1024  # kB on Linux
+
+
+def test_the_size_checks_memory_estimate_is_near_a_jobs_measured_peak(tmp_path: Path) -> None:
+    tracking.create_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    small, big = ["steps=1000", "replicates=8"], ["steps=1000", "replicates=4000"]
+    grown = peak_memory(big, tmp_path) - peak_memory(small, tmp_path)  # the job's arrays, less imports and the rest
+    estimate = limits.memory_bytes(compose_config(*big)) - limits.memory_bytes(compose_config(*small))
+    assert 0.5 * grown <= estimate <= 2.5 * grown, (estimate, grown)
 
 
 # ---- a stop signal while the store is being written ----

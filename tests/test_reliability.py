@@ -24,7 +24,7 @@ from tests.conftest import (
     killed_sweep,
     run_cli,
     run_in_process,
-    small_address_space,
+    small_files,
     start_cli,
     wait_for,
 )
@@ -60,14 +60,14 @@ def test_divergence_is_a_result_and_the_sweep_goes_on(tmp_path: Path) -> None:
 
 def test_a_crashing_job_fails_alone_and_the_sweep_exits_nonzero(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # its stream cannot be allocated in the command's address space: a real RuntimeError mid-job
-    out = run_cli(["-m", f"steps=100,{CRASHING_STEPS},50", "data=streaming_1d", "batch_size=1000", "lr=1e-4"],
-                  tmp_path, {"MLFLOW_TRACKING_URI": uri}, preexec_fn=small_address_space)
+    # its replicates.npz cannot be written in a command whose files may not pass 20 MB: a real OSError mid-job
+    out = run_cli(["-m", f"steps=100,{CRASHING_STEPS},50"],
+                  tmp_path, {"MLFLOW_TRACKING_URI": uri}, preexec_fn=small_files)
     assert out.returncode != 0
     runs = {r.data.params["steps"]: r for r in job_runs(uri)}
     assert runs["100"].info.status == runs["50"].info.status == "FINISHED"  # the others still ran
     crashed = runs[CRASHING_STEPS]
-    assert crashed.info.status == "FAILED" and "RuntimeError" in crashed.data.tags["error"]
+    assert crashed.info.status == "FAILED" and "OSError" in crashed.data.tags["error"]
     assert "not finished:" in out.stdout and f"steps={CRASHING_STEPS}" in out.stdout  # the summary names it
     (parent,) = [r for r in all_runs(uri) if r.data.tags["run_kind"] == "sweep"]
     assert parent.info.status == "FAILED"

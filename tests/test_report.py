@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, all_runs, run_cli, small_address_space
+from tests.conftest import CRASHING_STEPS, ROOT, all_runs, run_cli, small_files
 
 
 def report(cwd: Path, uri: str, *args: str, script: bool = False) -> subprocess.CompletedProcess:
@@ -122,8 +122,8 @@ def test_report_of_a_2x2_sweep_is_self_contained_and_logged_on_the_parent(tmp_pa
 
 
 def test_report_shows_diverged_failed_and_killed_runs_and_no_fake_numbers(tmp_path: Path) -> None:
-    uri = sweep(tmp_path, "-m", "lr=0.1,100", "steps=100,1000000", "data=streaming_1d", "batch_size=100",
-                ok=False, preexec_fn=small_address_space)  # lr 100 diverges; 1e6 steps' stream cannot be allocated
+    uri = sweep(tmp_path, "-m", "lr=0.1,100", f"steps=100,{CRASHING_STEPS}", ok=False,
+                preexec_fn=small_files)  # lr 100 diverges; lr 0.1's long run cannot write its artifacts
     client = MlflowClient(uri)
     finished = [r for r in all_runs(uri) if r.info.status == "FINISHED" and r.data.tags["run_kind"] == "job"]
     client.set_terminated(finished[0].info.run_id, "KILLED")  # as a signal would leave it
