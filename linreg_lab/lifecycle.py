@@ -38,12 +38,19 @@ def _on_signal(signum, frame) -> None:
     raise interruption(signum)
 
 
-def install_signal_handlers() -> None:
+def install_signal_handlers() -> dict:
     """SIGINT raises KeyboardInterrupt and SIGTERM Terminated in the main thread, except inside `uninterrupted`,
-    where the signal waits for the block's end. A no-op outside the main thread (a thread cannot set handlers)."""
-    if threading.current_thread() is threading.main_thread():
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, _on_signal)
+    where the signal waits for the block's end. Returns the handlers it replaced (for restore_signal_handlers); a
+    no-op outside the main thread (a thread cannot set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _on_signal) for sig in STOP_SIGNALS}
+
+
+def restore_signal_handlers(previous: dict) -> None:
+    """Put back the handlers install_signal_handlers replaced (a launcher's worker between jobs is its own)."""
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 @contextmanager

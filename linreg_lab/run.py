@@ -6,7 +6,7 @@ turns it into typed dataclasses and hands plain values to `job.run_job`.
 
 from __future__ import annotations
 
-from linreg_lab.lifecycle import exit_code, install_signal_handlers, quit_quietly_on_signals
+from linreg_lab.lifecycle import exit_code, install_signal_handlers, quit_quietly_on_signals, restore_signal_handlers
 
 if __name__ == "__main__":  # `python -m linreg_lab.run`; `linreg-lab` and `python -m linreg_lab`: __main__.cli
     quit_quietly_on_signals()  # before the imports below (a second or more): Ctrl-C meanwhile ends quietly
@@ -63,16 +63,19 @@ def task(cfg: DictConfig) -> float | None:
     """One Hydra job; returns its `objective` (default: the final |w - w_true|), what a sweeper optimizes. Under a
     sweeper of its own search (Optuna), a job that fails or whose objective is not finite (diverged) returns None,
     which such a sweeper records as a failed trial (NaN would crash hydra-optuna-sweeper 1.3): the search goes on."""
-    install_signal_handlers()  # in a launcher's own worker process (joblib, Ray) too: stop signals end runs KILLED
-    hc = HydraConfig.get()
-    if hc.mode == RunMode.MULTIRUN and not grid_sweeper(hc.runtime.choices.get("hydra/sweeper")):
-        try:
-            value = run_task(cfg, hc)
-        except Exception as err:  # the run (if one began) is FAILED already; Ctrl-C and SIGTERM still stop
-            print(f"{job_label()}linreg_lab: error: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
-            return None
-        return value if math.isfinite(value) else None
-    return run_task(cfg, hc)
+    previous = install_signal_handlers()  # in a launcher's own worker (joblib, Ray) too: signals end runs KILLED
+    try:
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN and not grid_sweeper(hc.runtime.choices.get("hydra/sweeper")):
+            try:
+                value = run_task(cfg, hc)
+            except Exception as err:  # the run (if one began) is FAILED already; Ctrl-C and SIGTERM still stop
+                print(f"{job_label()}linreg_lab: error: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+                return None
+            return value if math.isfinite(value) else None
+        return run_task(cfg, hc)
+    finally:
+        restore_signal_handlers(previous)  # between jobs a worker process is its launcher's again
 
 
 def run_task(cfg: DictConfig, hc) -> float:
