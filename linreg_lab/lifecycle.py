@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_WAIT_S = 10  # how long a stopped process has to close its run (a stopped sweep's workers; again after SIGTERM)
 
 
 class Terminated(KeyboardInterrupt):

@@ -27,9 +27,8 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, se
 from omegaconf import open_dict
 
 from linreg_lab import console
-from linreg_lab.lifecycle import interruption
+from linreg_lab.lifecycle import STOP_WAIT_S, interruption
 
-STOP_WAIT_S = 10  # how long stopped workers have to close their runs before they are killed
 STOPPED_EXITS = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # a worker's exit after a stop signal (_worker)
 
 

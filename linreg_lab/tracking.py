@@ -42,7 +42,15 @@ from linreg_lab.contract import (
     REPORT_DIR,
     RUN_KIND,
 )
-from linreg_lab.lifecycle import STOP_SIGNALS, other_live_process, owner_alive, owner_id, stop_process, uninterrupted
+from linreg_lab.lifecycle import (
+    STOP_SIGNALS,
+    STOP_WAIT_S,
+    other_live_process,
+    owner_alive,
+    owner_id,
+    stop_process,
+    uninterrupted,
+)
 from linreg_lab.limits import TAG_VALUE_LENGTH
 from linreg_lab.store_check import StoreError
 from linreg_lab.store_uri import sqlite_path
@@ -58,7 +66,6 @@ UI_VIEW = "workflowType=machine_learning"  # the UI's model-training view, not i
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
 CREATE_WAIT_S = 60  # the longest a command waits for another to make a new store (it takes a few seconds)
 HTTP_TIMEOUT_S = 20  # a try of a server's request gives up after this (MLflow's variable wins)
-STOP_WAIT_S = 10  # a stopped sweep waits this long for its jobs' processes to close their runs (then SIGTERM, again)
 _artifact_uris: dict[str, str] = {}  # run id -> artifact URI, of runs this process opened
 
 
