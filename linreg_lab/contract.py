@@ -172,7 +172,7 @@ RUNS_CSV = "runs.csv"
 
 # ---- environment variables ----
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # the store, over the config's
-POOLCLASS_ENV = "MLFLOW_SQLALCHEMYSTORE_POOLCLASS"  # NullPool for SQLite unless set
+POOLCLASS_ENV = "MLFLOW_SQLALCHEMYSTORE_POOLCLASS"  # MLflow's: NullPool keeps no SQLite connection open
 PARENT_ENV = "LINREG_LAB_PARENT_RUN_ID"  # the sweep's parent run, handed to every job
 SIZE_ENV = "LINREG_LAB_SWEEP_SIZE"  # the sweep's number of jobs, for the [k/N] labels
 HTTP_TIMEOUT_ENV = "MLFLOW_HTTP_REQUEST_TIMEOUT"  # a try of a server's request gives up after this (20 s unless set)

@@ -8,8 +8,8 @@ everything (the config cache included), and each takes the next job not yet take
 is free, so a sweep whose jobs differ in cost (steps, replicates, batch sizes) keeps every
 worker busy whatever the jobs' order. Each job runs as under the basic launcher, through Hydra's
 own `run_job`, and its whole JobReturn (config, hydra config, folder, status, value) comes back to
-the launching process. No database connection crosses the fork: tracking.connect keeps none open
-for SQLite stores, and a server is reached over HTTP.
+the launching process. No database connection is used across the fork: a worker opens its own
+(tracking.keep_connections_per_process), and a server is reached over HTTP.
 """
 
 from __future__ import annotations

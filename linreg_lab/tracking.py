@@ -25,6 +25,9 @@ from urllib.parse import urlparse
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 
 from linreg_lab import curves
 from linreg_lab.contract import (
@@ -38,7 +41,6 @@ from linreg_lab.contract import (
     NOTE,
     OWNER,
     PARENT_RUN,
-    POOLCLASS_ENV,
     REPORT_DIR,
     RUN_KIND,
 )
@@ -104,15 +106,42 @@ class GuardedClient:
         return whole
 
 
+dropped_connections: list = []  # connections a forked process found in its pools: kept, never used nor closed there
+
+
+def keep_connections_per_process() -> None:
+    """SQLAlchemy's recipe for pools and os.fork() ("Using Connection Pools with Multiprocessing or os.fork()"),
+    for every engine of this process (MLflow's): a connection remembers the process that opened it, and a pool
+    handing one to another process (a forked worker) drops it and opens a new one. The dropped connection is
+    kept referenced, so that SQLite never closes, in the child, a file handle its parent still uses. Once per
+    process; a pool class set in MLFLOW_SQLALCHEMYSTORE_POOLCLASS (NullPool: no idle connection) still wins."""
+    if not event.contains(Engine, "checkout", in_its_process):
+        event.listen(Engine, "connect", remember_process)
+        event.listen(Engine, "checkout", in_its_process)
+
+
+def remember_process(dbapi_connection, record) -> None:
+    """A new connection: the process that opened it."""
+    record.info["pid"] = os.getpid()
+
+
+def in_its_process(dbapi_connection, record, proxy) -> None:
+    """A connection taken from a pool in another process than its own: dropped (kept referenced), a new one made."""
+    if record.info.get("pid") != os.getpid():
+        dropped_connections.append(dbapi_connection)
+        record.dbapi_connection = proxy.dbapi_connection = None
+        raise DisconnectionError(f"opened by process {record.info.get('pid')}, not used in {os.getpid()}")
+
+
 def connect(uri: str) -> GuardedClient:
-    """A client on the store at `uri`, each call uninterrupted (GuardedClient). For a SQLite store, MLflow keeps
-    no idle connection open (MLFLOW_SQLALCHEMYSTORE_POOLCLASS=NullPool unless set): the pool launcher's workers
-    are forked from a process that has used the store, and a connection must never cross a fork. For a server,
-    a try gives up after HTTP_TIMEOUT_S unless MLFLOW_HTTP_REQUEST_TIMEOUT says otherwise (MLflow's default, 120 s,
-    times its retries, was a quarter of an hour on a server that stopped answering); MLflow's retries (about two
-    minutes of backoff) stay: a server restarted mid-sweep loses nothing."""
+    """A client on the store at `uri`, each call uninterrupted (GuardedClient). For a SQLite store, MLflow's engine
+    keeps its connections open between calls (its pool), and no connection is ever used in a process other than
+    the one that opened it (keep_connections_per_process): the pool launcher's workers are forked from a process
+    that has used the store. For a server, a try gives up after HTTP_TIMEOUT_S unless MLFLOW_HTTP_REQUEST_TIMEOUT
+    says otherwise (MLflow's default, 120 s, times its retries, was a quarter of an hour on a server that stopped
+    answering); MLflow's retries (about two minutes of backoff) stay: a server restarted mid-sweep loses nothing."""
     if uri.startswith("sqlite:"):
-        os.environ.setdefault(POOLCLASS_ENV, "NullPool")
+        keep_connections_per_process()
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # its engine and migration notes
     if uri.startswith(("http:", "https:")):
         os.environ.setdefault(HTTP_TIMEOUT_ENV, str(HTTP_TIMEOUT_S))

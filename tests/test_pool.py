@@ -171,3 +171,50 @@ def test_pool_job_folders_hold_the_basic_launchers_configs(tmp_path: Path) -> No
                         for t in (written["pool"][path], text))
         assert ours == theirs, path
     assert "output_dir: /multirun/3" in written["pool"]["3/.hydra/hydra.yaml"]
+
+
+def test_a_forked_worker_never_uses_a_connection_its_parent_opened(tmp_path: Path) -> None:
+    """MLflow's engine pools SQLite connections; the pool launcher forks workers from a process that holds
+    some. A forked process drops each inherited connection when its pool hands it one (SQLAlchemy's recipe
+    for os.fork) and writes through its own; the parent's connection stays open and usable, the store whole."""
+    import multiprocessing
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from linreg_lab import tracking
+
+    opened: list[int] = []  # ids of the DBAPI connections this (the parent) process opens
+
+    def record(dbapi_connection, _record) -> None:
+        opened.append(id(dbapi_connection))
+
+    event.listen(Engine, "connect", record)
+    try:
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        tracking.create_store(uri)
+        client, exp_id = tracking.open_experiment(uri, "fork")
+        first = tracking.start_run(client, exp_id, "parent-first", {})
+        assert opened, "the parent opened no connection: nothing to test"
+        ctx = multiprocessing.get_context("fork")
+        found = ctx.Queue()
+
+        def child() -> None:
+            run_id = tracking.start_run(client, exp_id, "child", {})
+            tracking.end_run(client, run_id, "FINISHED")
+            found.put([id(c) for c in tracking.dropped_connections])
+
+        proc = ctx.Process(target=child)
+        proc.start()
+        dropped = found.get(timeout=60)
+        proc.join(60)
+        assert proc.exitcode == 0
+        assert dropped and set(dropped) <= set(opened), (dropped, opened)  # the child met the parent's, used none
+        tracking.end_run(client, first, "FINISHED")  # the parent's own pooled connection still works
+    finally:
+        event.remove(Engine, "connect", record)
+    statuses = {r.info.run_name: r.info.status for r in MlflowClient(uri).search_runs([exp_id])}
+    assert statuses == {"parent-first": "FINISHED", "child": "FINISHED"}
+    with sqlite3.connect(tmp_path / "mlflow.db") as con:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
