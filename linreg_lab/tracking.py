@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sqlite3
 import tempfile
 import threading
 import time
@@ -181,7 +182,8 @@ def create_store(uri: str) -> None:
     """Make the store's tables (MLflow runs its schema migrations on a new database) and return. A new SQLite
     store is made under a lock on its folder, in a file of its own that is renamed into place once MLflow made it
     whole: two first commands at once make it once (the second waits, then finds it), and a failure (disk full,
-    a signal) leaves no half-made store: the partial file is removed and StoreError says why (one line)."""
+    a signal) leaves no half-made store: the partial file is removed and StoreError says why (one line). The new
+    file is switched to SQLite's write-ahead log (write_ahead) before it is renamed into place."""
     path = sqlite_path(uri)
     if path is None:
         connect(uri).search_experiments(max_results=1)
@@ -192,14 +194,28 @@ def create_store(uri: str) -> None:
         partial = path.with_name(f".{path.name}.making-{os.getpid()}")
         try:
             connect(f"sqlite:///{partial}").search_experiments(max_results=1)
+            write_ahead(partial)
             os.replace(partial, path)
         except Exception as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             raise StoreError(f"could not make the store {uri} ({first}); nothing was left behind: free the space "
                              "or fix the folder, then run again") from None
         finally:
-            for leftover in (partial, partial.with_name(partial.name + "-journal")):
-                leftover.unlink(missing_ok=True)
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                partial.with_name(partial.name + suffix).unlink(missing_ok=True)
+
+
+def write_ahead(path: Path) -> None:
+    """Switch a new SQLite store to write-ahead logging (SQLite's `PRAGMA journal_mode=WAL`, kept in the file):
+    readers no longer wait for a writer's commit, nor a writer for readers, and a commit appends to one log. The
+    parallel jobs of a sweep read and write the one file all the time. Only on a store being made (no connection
+    in WAL mode is open on it, so the log is folded back and removed when this one closes); where the file system
+    cannot share memory between processes, SQLite keeps its rollback journal."""
+    con = sqlite3.connect(path, timeout=CREATE_WAIT_S)
+    try:
+        con.execute("PRAGMA journal_mode=WAL").fetchone()
+    finally:
+        con.close()
 
 
 def _make_store_quietly(uri: str) -> None:

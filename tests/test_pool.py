@@ -218,3 +218,20 @@ def test_a_forked_worker_never_uses_a_connection_its_parent_opened(tmp_path: Pat
     assert statuses == {"parent-first": "FINISHED", "child": "FINISHED"}
     with sqlite3.connect(tmp_path / "mlflow.db") as con:
         assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_new_store_keeps_a_write_ahead_log_and_leaves_none_behind(tmp_path: Path) -> None:
+    """A store the harness makes is in SQLite's WAL mode (its parallel writers and readers do not wait for
+    each other's commits); once the sweep's processes have ended, its log is folded back: no -wal or -shm
+    file is left, every job is FINISHED and the file is whole."""
+    import sqlite3
+
+    out = run_cli([*SWEEP, *POOL], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    db = tmp_path / "mlflow.db"
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    con.close()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("mlflow.db-")]
+    assert sorted(r.info.status for r in job_runs(f"sqlite:///{db}")) == ["FINISHED"] * 8
