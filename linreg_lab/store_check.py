@@ -3,7 +3,8 @@ without MLflow (which, given a folder, a damaged file or a silent server, retrie
 a traceback). Each problem is one line naming the store and what to do.
 
 SQLite: the folder takes files; an existing database is a file, starts as SQLite does and passes SQLite's own
-`PRAGMA quick_check` (an interrupted writer's journal is rolled back by SQLite on opening, as it always is).
+`PRAGMA quick_check` (an interrupted writer's journal is rolled back by SQLite on opening, as it always is); for a
+command that writes, SQLite's write lock is taken (and given back) within STORE_WAIT_S.
 A server: one request to MLflow's REST API answered within STORE_WAIT_S (any HTTP answer counts: auth and the
 like are the server's to report). Other databases: their port takes a connection within STORE_WAIT_S.
 """
@@ -63,15 +64,21 @@ def check_sqlite(uri: str, must_exist: bool) -> None:
         raise StoreError(f"tracking URI {uri}: {path} is not a SQLite database; move it away (a new store is "
                          "made in its place) or point the URI at the store")
     try:
-        con = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=STORE_WAIT_S)
+        con = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=STORE_WAIT_S, isolation_level=None)
         try:
             verdict = con.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if verdict == "ok" and not must_exist:  # a command that writes: the write lock comes within the wait
+                con.execute("BEGIN IMMEDIATE")  # (in WAL mode a held write lock does not stop the reading above)
+                con.execute("ROLLBACK")
         finally:
             con.close()
     except sqlite3.OperationalError as err:
         if "locked" in str(err):
             raise StoreError(f"tracking URI {uri}: the database stayed locked by another process for "
                              f"{STORE_WAIT_S} s; wait for it or stop it") from None
+        if "readonly" in str(err):
+            raise StoreError(f"tracking URI {uri}: {path} cannot be written (read-only); allowed: a store this "
+                             "user may write, or pass the URI of one") from None
         verdict = str(err)
     except sqlite3.DatabaseError as err:
         verdict = str(err)

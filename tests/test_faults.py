@@ -142,6 +142,34 @@ def test_a_bad_store_is_one_line_in_bounded_time_in_run_report_and_results(case:
         assert (tmp_path / "mlflow.db").read_bytes() == damaged
 
 
+@pytest.mark.parametrize("mode", ["wal", "delete"])
+def test_a_store_whose_write_lock_stays_held_is_one_line_before_any_work(mode: str, tmp_path: Path,
+                                                                       good_store: Path) -> None:
+    """Another process holds the store's write lock (here: an open BEGIN EXCLUSIVE) for longer than the check
+    waits: `run` says so in one line within STORE_WAIT_S and writes nothing; a reader (`results`) is not kept
+    waiting in WAL mode (readers do not wait for a writer there)."""
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(good_store.read_bytes())
+    with sqlite3.connect(db) as con:
+        assert con.execute(f"PRAGMA journal_mode={mode}").fetchone() == (mode,)
+    con.close()
+    uri = f"sqlite:///{db}"
+    runs_before = len(job_runs(uri))
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        start = time.monotonic()
+        code, _, err = finished(command(["steps=20", f"mlflow.tracking_uri={uri}"], tmp_path), timeout=BOUND_S)
+        assert STORE_WAIT_S - 1 < time.monotonic() - start < STORE_WAIT_S + 15
+        assert code == 1 and "stayed locked" in one_error_line(err, "linreg_lab: error: ")
+        if mode == "wal":
+            assert len(job_runs(uri)) == runs_before  # read while the lock is held
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert len(job_runs(uri)) == runs_before and not (tmp_path / "outputs").exists()
+
+
 def test_results_refuses_an_unknown_metric_and_a_malformed_uri(good_store: Path) -> None:
     from linreg_lab import results
 
