@@ -53,8 +53,9 @@ def test_two_first_commands_at_once_make_one_store_and_both_run(tmp_path: Path) 
             assert code == 0 and "Traceback" not in err, err[-3000:]
         code, _, err = finished(command(["steps=20", "seed=3"], where))
         assert code == 0, err[-3000:]
+        # no partial store, and no write-ahead log left once the commands ended (listed before this process reads)
+        assert sorted(p.name for p in where.iterdir()) == ["mlflow.db", "mlruns", "outputs"]
         assert len(job_runs(f"sqlite:///{where / 'mlflow.db'}", "FINISHED")) == 3
-        assert sorted(p.name for p in where.iterdir()) == ["mlflow.db", "mlruns", "outputs"]  # no partial store
 
 
 def test_a_store_that_cannot_be_made_leaves_nothing_half_made(tmp_path: Path) -> None:

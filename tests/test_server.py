@@ -138,7 +138,7 @@ def test_no_secret_from_the_environment_reaches_the_store(tmp_path: Path) -> Non
     assert out.returncode == 0, out.stderr[-3000:]
     for run in all_runs(uri):
         assert secret not in str(run.data.params) + str(run.data.tags)
-    stored = [tmp_path / "mlflow.db", *(p for p in (tmp_path / "mlruns").rglob("*") if p.is_file())]
+    stored = [*tmp_path.glob("mlflow.db*"), *(p for p in (tmp_path / "mlruns").rglob("*") if p.is_file())]
     assert len(stored) > 5 and not [p for p in stored if secret.encode() in p.read_bytes()]
 
 
