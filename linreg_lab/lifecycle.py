@@ -3,12 +3,13 @@ process owns it, so a run whose process died without a word (SIGKILL, power loss
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,6 +82,26 @@ def quit_quietly_on_signals() -> None:
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, stop)
+
+
+_closers: list[Callable[[], None]] = []  # what skip_final_collections closes first (close_before_exit)
+
+
+def close_before_exit(close: Callable[[], None]) -> None:
+    """Have skip_final_collections call `close` first (once, however often this is asked): what a collection would
+    have closed (a store's connections) is closed by it."""
+    if close not in _closers:
+        _closers.append(close)
+
+
+def skip_final_collections() -> None:
+    """Called as a command ends: close what was registered (close_before_exit), then freeze every object left
+    (gc.freeze), so that the interpreter's last collections do not walk the millions of objects torch, MLflow and
+    the configs made, only to free memory the OS takes back (measured: 1.0 s of a 4-job sweep's 7.9 s, 2.6 s
+    after 1000 jobs). atexit handlers still run; what reference counts free is still freed."""
+    for close in _closers:
+        close()
+    gc.freeze()
 
 
 def exit_code(err: KeyboardInterrupt) -> int:

@@ -21,6 +21,7 @@ from linreg_lab import batch_scaling, conditioning, describe
 from linreg_lab import contract as C
 from linreg_lab.double_descent import curve_table
 from linreg_lab.findings import findings, num
+from linreg_lab.lifecycle import skip_final_collections
 from linreg_lab.tables import HISTORY_KEYS, best_lr_table, problem_table, tidy_histories, tidy_runs, tutorial_table
 
 COLUMNS = {  # table column -> heading with its unit (the loss is in squared units of y)
@@ -259,4 +260,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        code = main()
+    finally:
+        skip_final_collections()
+    sys.exit(code)

@@ -6,7 +6,13 @@ turns it into typed dataclasses and hands plain values to `job.run_job`.
 
 from __future__ import annotations
 
-from linreg_lab.lifecycle import exit_code, install_signal_handlers, quit_quietly_on_signals, restore_signal_handlers
+from linreg_lab.lifecycle import (
+    exit_code,
+    install_signal_handlers,
+    quit_quietly_on_signals,
+    restore_signal_handlers,
+    skip_final_collections,
+)
 
 if __name__ == "__main__":  # `python -m linreg_lab.run`; `linreg-lab` and `python -m linreg_lab`: __main__.cli
     quit_quietly_on_signals()  # before the imports below (a second or more): Ctrl-C meanwhile ends quietly
@@ -145,6 +151,7 @@ def main() -> None:
         sys.exit(exit_code(err))
     finally:
         close_abandoned_sweep("FAILED")  # no-op when the sweep closed itself
+        skip_final_collections()
 
 
 if __name__ == "__main__":

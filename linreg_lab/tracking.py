@@ -48,6 +48,7 @@ from linreg_lab.contract import (
 from linreg_lab.lifecycle import (
     STOP_SIGNALS,
     STOP_WAIT_S,
+    close_before_exit,
     other_live_process,
     owner_alive,
     owner_id,
@@ -108,6 +109,7 @@ class GuardedClient:
 
 
 dropped_connections: list = []  # connections a forked process found in its pools: kept, never used nor closed there
+opened_connections: set = set()  # the pool entries (ConnectionPoolEntry) of the connections this process opened
 
 
 def keep_connections_per_process() -> None:
@@ -119,11 +121,23 @@ def keep_connections_per_process() -> None:
     if not event.contains(Engine, "checkout", in_its_process):
         event.listen(Engine, "connect", remember_process)
         event.listen(Engine, "checkout", in_its_process)
+        close_before_exit(close_connections)
 
 
 def remember_process(dbapi_connection, record) -> None:
     """A new connection: the process that opened it."""
     record.info["pid"] = os.getpid()
+    opened_connections.add(record)
+
+
+def close_connections() -> None:
+    """Close every idle connection this process opened (ConnectionPoolEntry.invalidate: a pool asked again opens a
+    new one), as the command ends (lifecycle.skip_final_collections, which skips the collections that would close
+    them): SQLite then folds a store's write-ahead log back into the file and removes it."""
+    for record in list(opened_connections):
+        if record.info.get("pid") == os.getpid() and not record.in_use:
+            record.invalidate()
+    opened_connections.clear()
 
 
 def in_its_process(dbapi_connection, record, proxy) -> None:
