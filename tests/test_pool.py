@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -235,3 +237,43 @@ def test_a_new_store_keeps_a_write_ahead_log_and_leaves_none_behind(tmp_path: Pa
     con.close()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("mlflow.db-")]
     assert sorted(r.info.status for r in job_runs(f"sqlite:///{db}")) == ["FINISHED"] * 8
+
+
+def test_a_command_and_a_report_close_their_connections_before_skipping_the_final_collections(tmp_path: Path) -> None:
+    """A command ends by closing its store connections, then freezing its heap (lifecycle.skip_final_collections):
+    the interpreter's last collections, which would have closed connections caught in reference cycles, no longer
+    run. A single run in this process (basic launcher) and a report over it each leave no -wal or -shm file; a
+    connection still open at exit would have left both."""
+    import sqlite3
+
+    out = run_cli(["steps=50"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("mlflow.db-")]
+    report = subprocess.run([sys.executable, "-m", "linreg_lab.report", "--all"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("mlflow.db-")]
+    with sqlite3.connect(tmp_path / "mlflow.db") as con:
+        assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    con.close()
+
+
+def test_closed_connections_leave_the_store_usable(tmp_path: Path) -> None:
+    """tracking.close_connections closes this process's idle connections (the log is folded back: no -wal file),
+    and the same client still reads and writes afterwards: its pool opens a new connection."""
+    from linreg_lab import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking.create_store(uri)
+    client, exp_id = tracking.open_experiment(uri, "closing")
+    first = tracking.start_run(client, exp_id, "first", {})
+    assert (tmp_path / "mlflow.db-wal").exists()  # an open connection in WAL mode keeps its log
+    tracking.close_connections()
+    assert not (tmp_path / "mlflow.db-wal").exists()
+    tracking.end_run(client, first, "FINISHED")
+    second = tracking.start_run(client, exp_id, "second", {})
+    tracking.end_run(client, second, "FINISHED")
+    statuses = {r.info.run_name: r.info.status for r in client.search_runs([exp_id])}
+    assert statuses == {"first": "FINISHED", "second": "FINISHED"}
+    tracking.close_connections()
