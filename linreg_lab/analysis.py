@@ -120,7 +120,7 @@ def design_metrics(X: torch.Tensor, fit_intercept: bool, noise_var: float, curva
     `curvature` turns A^T A into the Hessian: 2c/n for a mean loss, 2c for a sum.
     """
     A = design(X, fit_intercept)
-    cov = torch.linalg.pinv(A.mT @ A)  # (R, p, p); Var(theta_ols | X) = sigma^2 cov
+    cov = torch.linalg.pinv(A.mT @ A, hermitian=True)  # (R, p, p); Var(theta_ols | X) = sigma^2 cov (eigh: half an SVD)
     d = X.shape[-1]
     eig = hessian_eigenvalues(A, curvature)
     out = {

@@ -202,16 +202,28 @@ def summarize(pr: Problem, mom: Moments, d: int) -> dict[str, float]:
     return out
 
 
-def prediction_mse(pr: Problem, U: torch.Tensor, coef: torch.Tensor, var_coef: torch.Tensor) -> torch.Tensor:
-    """Expected test error less the noise, mean over replicates, for the mean's eigen-coordinates coef (R, G, p)
-    and the variances var_coef (R, G, p) along the eigenvectors (in units of sigma^2); returns (G,).
+GRID_CHUNK = 16  # replicates per pass of a grid search: their (chunk, G, p) arrays stay small (no page faults)
+
+
+def prediction_mse(pr: Problem, terms) -> torch.Tensor:
+    """Expected test error less the noise, mean over replicates, at each of G grid points; returns (G,).
+    `terms(rows)` gives, for the replicates `rows` (a slice), the mean's eigen-coordinates coef (r, G, p) and the
+    variances var_coef (r, G, p) along the eigenvectors (in units of sigma^2). The replicates are taken
+    GRID_CHUNK at a time: the same sums, without (R, G, p) arrays of hundreds of megabytes.
     |A_test theta - f_test|^2 / m = theta^T Q theta - 2 theta^T q + f.f / m, Q = A_test^T A_test / m."""
-    m = len(pr.f_test)
-    Q = U.mT @ (pr.A_test.T @ pr.A_test / m) @ U  # (R, p, p) in eigen-coordinates
-    q = (U.mT @ (pr.A_test.T @ pr.f_test / m).unsqueeze(-1)).squeeze(-1)  # (R, p)
-    quad = ((coef @ Q) * coef).sum(-1) - 2 * (coef * q.unsqueeze(1)).sum(-1) + float(pr.f_test.square().mean())
-    noise = pr.noise_var * (var_coef * Q.diagonal(dim1=1, dim2=2).unsqueeze(1)).sum(-1)
-    return (quad + noise).mean(0)
+    _, U, _ = pr.spectrum
+    m, R = len(pr.f_test), len(U)
+    S, s = pr.A_test.T @ pr.A_test / m, pr.A_test.T @ pr.f_test / m
+    total = 0.0
+    for first in range(0, R, GRID_CHUNK):
+        rows = slice(first, first + GRID_CHUNK)
+        coef, var_coef = terms(rows)
+        Q = U[rows].mT @ S @ U[rows]  # (r, p, p) in eigen-coordinates
+        q = (U[rows].mT @ s.unsqueeze(-1)).squeeze(-1)  # (r, p)
+        quad = ((coef @ Q) * coef).sum(-1) - 2 * (coef * q.unsqueeze(1)).sum(-1)
+        noise = pr.noise_var * (var_coef * Q.diagonal(dim1=1, dim2=2).unsqueeze(1)).sum(-1)
+        total = total + (quad + noise).sum(0)
+    return total / R + float(pr.f_test.square().mean())
 
 
 def first_minimum(values: torch.Tensor, rel: float = 1e-6) -> int:
@@ -225,13 +237,16 @@ def first_minimum(values: torch.Tensor, rel: float = 1e-6) -> int:
 def best_weight_decay(pr: Problem, points: int = 241) -> float:
     """The smallest weight decay (ridge, converged) that minimizes the expected test error (to 1e-6), searched
     on a log grid from 1e-6 to 1e3 times the mean curvature."""
-    lam, U, u = pr.spectrum
+    lam, _, u = pr.spectrum
     scale = float(lam.mean().clamp_min(1e-300))
     grid = scale * torch.logspace(-6, 3, points, dtype=F64)
-    h = lam.unsqueeze(1) + grid[:, None]  # (R, G, p)
-    coef = u.unsqueeze(1) / h
-    var_coef = pr.s * lam.unsqueeze(1) / h.square()  # sigma^2 G G^T = sigma^2 s Lam / h^2 per direction
-    return float(grid[first_minimum(prediction_mse(pr, U, coef, var_coef))])
+
+    def terms(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        h = lam[rows].unsqueeze(1) + grid[:, None]  # (r, G, p)
+        var_coef = pr.s * lam[rows].unsqueeze(1) / h.square()  # sigma^2 G G^T = sigma^2 s Lam / h^2 per direction
+        return u[rows].unsqueeze(1) / h, var_coef
+
+    return float(grid[first_minimum(prediction_mse(pr, terms))])
 
 
 def best_steps(pr: Problem, lr: float, horizon: int, points: int = 300) -> float:
@@ -240,14 +255,17 @@ def best_steps(pr: Problem, lr: float, horizon: int, points: int = 300) -> float
     lam, U, u = pr.spectrum
     h = lam + pr.weight_decay  # eigenvalues of H
     t = torch.unique(torch.logspace(0, torch.log10(torch.tensor(float(horizon))), points, dtype=F64).round())
-    rho_t = (1 - lr * h).unsqueeze(1) ** t[:, None]  # (R, G, p)
     safe = h.abs() > 1e-300
-    gain = torch.where(safe.unsqueeze(1), (1 - rho_t) / torch.where(safe, h, 1.0).unsqueeze(1),
-                       lr * t[:, None])  # sum_{k<t} rho^k lr, whose limit at h = 0 is lr t
     start = (pr.theta0.unsqueeze(1) @ U).squeeze(1)  # theta0 in eigen-coordinates
-    coef = rho_t * start.unsqueeze(1) + gain * u.unsqueeze(1)
-    var_coef = pr.s * gain.square() * lam.unsqueeze(1)
-    return float(t[first_minimum(prediction_mse(pr, U, coef, var_coef))])
+
+    def terms(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        rho_t = (1 - lr * h[rows]).unsqueeze(1) ** t[:, None]  # (r, G, p)
+        gain = torch.where(safe[rows].unsqueeze(1), (1 - rho_t) / torch.where(safe[rows], h[rows], 1.0).unsqueeze(1),
+                           lr * t[:, None])  # sum_{k<t} rho^k lr, whose limit at h = 0 is lr t
+        coef = rho_t * start[rows].unsqueeze(1) + gain * u[rows].unsqueeze(1)
+        return coef, pr.s * gain.square() * lam[rows].unsqueeze(1)
+
+    return float(t[first_minimum(prediction_mse(pr, terms))])
 
 # ---- conditioning: the best constant rates, and the step a full-batch run reaches its target ----
 
