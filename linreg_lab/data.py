@@ -7,7 +7,8 @@ numbers on every device, then moved once to the training device.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,9 +24,22 @@ class Dataset:
     y: torch.Tensor  # (R, n)
     X_test: torch.Tensor  # (m, d), the same for every replicate
     y_test: torch.Tensor  # (m,)
+    derived: dict = field(default_factory=dict, repr=False, compare=False)  # what was computed from it (memo)
 
     def to(self, device: torch.device) -> Dataset:
-        return Dataset(*(t.to(device) for t in (self.X, self.y, self.X_test, self.y_test)))
+        """The data on `device` (itself, and what was derived from it, when it is there already)."""
+        tensors = (self.X, self.y, self.X_test, self.y_test)
+        if all(t.device == torch.device(device) for t in tensors):
+            return self
+        return Dataset(*(t.to(device) for t in tensors))
+
+    def memo(self, key: Hashable, compute: Callable[[], object]):
+        """compute() once for this data and `key`: the jobs of a process that share their data (a preset's
+        stream, drawn alike for every rate and batch size) share what is computed from it. Nothing derived
+        is ever modified in place."""
+        if key not in self.derived:
+            self.derived[key] = compute()
+        return self.derived[key]
 
 
 def replicate_seed(base: int, r: int, varies: bool) -> int:

@@ -48,10 +48,22 @@ def seeds(cfg: RunConfig, stream: str, base: int) -> list[int]:
     return [replicate_seed(base, r, stream in cfg.replicate_over) for r in range(cfg.replicates)]
 
 
+_last_drawn: list[tuple[tuple, Dataset]] = []  # this process's latest data and what drew it (one at most)
+
+
 def load_data(cfg: RunConfig) -> Dataset:
-    """Each replicate's dataset; a stream holds every sample its steps will draw."""
+    """Each replicate's dataset; a stream holds every sample its steps will draw. A process's next job that draws
+    the very same data (same recipe, noise, size, seeds, dtype: only its rate, optimizer or batch size differ)
+    gets the same Dataset, with what was derived from it (Dataset.memo); any other frees it before drawing."""
     n = cfg.steps * cfg.batch_size if cfg.data.streaming else cfg.data.n_train
-    return make_dataset(cfg.data, cfg.noise, n, seeds(cfg, "data", cfg.data_seed), getattr(torch, cfg.dtype))
+    data_seeds = seeds(cfg, "data", cfg.data_seed)
+    key = (repr(cfg.data), cfg.noise, n, tuple(data_seeds), cfg.dtype)
+    if _last_drawn and _last_drawn[0][0] == key:
+        return _last_drawn[0][1]
+    _last_drawn.clear()
+    data = make_dataset(cfg.data, cfg.noise, n, data_seeds, getattr(torch, cfg.dtype))
+    _last_drawn.append((key, data))
+    return data
 
 
 def history(steps: np.ndarray, per_replicate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,14 +98,18 @@ def loss_histories(res, replicated: bool) -> dict[str, tuple[np.ndarray, np.ndar
 
 def float64(data: Dataset) -> Dataset:
     """The data as float64 on the CPU, converted once (a long stream is costly to convert again and again)."""
-    return Dataset(*(t.detach().double().cpu() for t in (data.X, data.y, data.X_test, data.y_test)))
+    return data.memo("float64", lambda: Dataset(*(t.detach().double().cpu()
+                                                 for t in (data.X, data.y, data.X_test, data.y_test))))
 
 
 def least_squares_fit(cfg: RunConfig, data: Dataset) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(w, b) of each replicate's least-squares fit and ols/loss, its training loss's mean over the replicates."""
-    data = float64(data)
-    w_ols, b_ols = analysis.least_squares(data.X, data.y, cfg.model.fit_intercept)
-    return w_ols, b_ols, float(mean_loss(affine(data.X, w_ols, b_ols), data.y, cfg.model.loss).mean())
+    def fit() -> tuple[torch.Tensor, torch.Tensor, float]:
+        data64 = float64(data)
+        w_ols, b_ols = analysis.least_squares(data64.X, data64.y, cfg.model.fit_intercept)
+        return w_ols, b_ols, float(mean_loss(affine(data64.X, w_ols, b_ols), data64.y, cfg.model.loss).mean())
+
+    return data.memo(("least_squares", cfg.model.fit_intercept, cfg.model.loss), fit)
 
 
 def tuned(cfg: RunConfig, data: Dataset) -> RunConfig:
@@ -171,7 +187,8 @@ def score(cfg: RunConfig, data: Dataset, fit: Fit) -> tuple[dict[str, float], di
     X = data.X
     noise_mean, noise_var = noise_moments(cfg.data, cfg.noise)
     out = {contract.OLS_LOSS: ols_loss, contract.EST_FINITE_REPLICATES: float(ok.sum())}
-    out.update(analysis.design_metrics(data.X, cfg.model.fit_intercept, noise_var, curvature(cfg, X.shape[1])))
+    design = (cfg.model.fit_intercept, noise_var, curvature(cfg, X.shape[1]))
+    out.update(data.memo(("design", *design), lambda: analysis.design_metrics(data.X, *design)))
     if len(w):
         out.update(analysis.parameter_errors(w, b, cfg.data.true_w, cfg.data.true_b, w_ols[ok], b_ols[ok]))
         out.update(analysis.estimation_metrics(w, b, cfg.data.true_w, cfg.data.true_b, w_ols[ok]))

@@ -122,12 +122,14 @@ def train(model: GradientModel, data: Dataset, idx: torch.Tensor | None, steps: 
     `progress(steps)`, when given, is called once the run has taken PROGRESS_AFTER_S and returns a bar
     with tqdm's `update(n)` and `close()`; the loop moves it once per chunk."""
     device, (R, n, d) = data.X.device, data.X.shape
-    rows = model.rows(data.X, data.y)
+    rows = data.memo(("rows", type(model).__name__, getattr(model.cfg, "fit_intercept", None)),
+                     lambda: model.rows(data.X, data.y))
     m = n if idx is None else idx.shape[-1]
     chunk = max(1, min(CHUNK, RECORD_BUDGET // (R * m)))
     if stop_below is not None:  # checked once a chunk: the steps past the target within one are thrown away
         chunk = min(chunk, STOP_CHUNK if log_evals else max(eval_every, STOP_CHUNK))
-    full = QuadraticLoss(data.X, data.y, loss_scale(model.cfg.loss))
+    scale = loss_scale(model.cfg.loss)
+    full = data.memo(("full_loss", scale), lambda: QuadraticLoss(data.X, data.y, scale))
     checked, stopped = 0, None
     losses = torch.empty(steps, R, device=device, dtype=data.X.dtype)
     evals = evaluation_steps(steps, eval_every, log_evals) + [-1]  # -1: no evaluation left

@@ -10,6 +10,7 @@ import torch
 
 from linreg_lab import fitting
 from linreg_lab.analysis import least_squares
+from linreg_lab.data import make_dataset
 from linreg_lab.models import ManualModel, grid_search
 from linreg_lab.optimizers import build_torch_optimizer
 from linreg_lab.schema import GradientModelConfig, Loss, Reduction
@@ -126,3 +127,33 @@ def test_same_config_same_numbers() -> None:
     other = compose_config("optimizer=adam", "lr=0.01", "steps=300", "device=cpu", "seed=1")
     assert not np.array_equal(fitting.fit_gradient(other, fitting.load_data(other), torch.device("cpu")).curves,
                               runs[0].curves)
+
+
+def test_jobs_on_the_same_data_share_it_and_score_as_on_a_fresh_draw() -> None:
+    """A process's next job on the very same data (a preset's stream: only the rate, optimizer or batch size
+    differ) reuses the draw and what was derived from it; its numbers are those of a fresh draw."""
+    stream = ["experiment=batch_size_scaling", "samples=4096", "replicates=4", "device=cpu"]
+    first = compose_config(*stream, "batch_size=16", "lr=0.062")
+    data = fitting.load_data(first)
+    fit = fitting.fit_gradient(first, data, torch.device("cpu"))
+    fitting.score(first, data, fit)
+    assert data.derived  # the stream's float64 copy, least squares, training rows, full-data loss, design
+    second = compose_config(*stream, "batch_size=64", "lr=0.25", "optimizer=momentum")
+    shared = fitting.load_data(second)
+    assert shared is data
+    reused = fitting.fit_gradient(second, shared, torch.device("cpu"))
+    reused_scores, _ = fitting.score(second, shared, reused)
+    fresh_data = dataclasses.replace(data, derived={})  # the same tensors, nothing derived: computed anew
+    fresh = fitting.fit_gradient(second, fresh_data, torch.device("cpu"))
+    fresh_scores, _ = fitting.score(second, fresh_data, fresh)
+    assert np.array_equal(reused.curves, fresh.curves) and torch.equal(reused.w, fresh.w)
+    timing = ("time/", "ttt/seconds")
+    np.testing.assert_equal({k: v for k, v in reused_scores.items() if not k.startswith(timing)},
+                            {k: v for k, v in fresh_scores.items() if not k.startswith(timing)})
+    drawn_again = make_dataset(second.data, second.noise, data.X.shape[1], fitting.seeds(second, "data",
+                                                                                         second.data_seed),
+                               data.X.dtype)
+    assert torch.equal(drawn_again.X, data.X) and torch.equal(drawn_again.y, data.y)  # two jobs changed nothing
+    other = compose_config(*stream, "batch_size=16", "lr=0.062", "seed=1")
+    redrawn = fitting.load_data(other)
+    assert redrawn is not data and not torch.equal(redrawn.X, data.X)
