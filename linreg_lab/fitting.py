@@ -97,19 +97,23 @@ def loss_histories(res, replicated: bool) -> dict[str, tuple[np.ndarray, np.ndar
 
 
 def float64(data: Dataset) -> Dataset:
-    """The data as float64 on the CPU, converted once (a long stream is costly to convert again and again)."""
-    return data.memo("float64", lambda: Dataset(*(t.detach().double().cpu()
-                                                 for t in (data.X, data.y, data.X_test, data.y_test))))
+    """The data as float64 on the CPU (itself when it is), converted once (a long stream is costly to convert
+    again and again)."""
+    tensors = (data.X, data.y, data.X_test, data.y_test)
+    if all(t.dtype == torch.float64 and t.device.type == "cpu" for t in tensors):
+        return data
+    return data.memo("float64", lambda: Dataset(*(t.detach().double().cpu() for t in tensors)))
 
 
 def least_squares_fit(cfg: RunConfig, data: Dataset) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(w, b) of each replicate's least-squares fit and ols/loss, its training loss's mean over the replicates."""
+    data64 = float64(data)  # kept on the float64 copy, which a job's fit and its scoring both reach
+
     def fit() -> tuple[torch.Tensor, torch.Tensor, float]:
-        data64 = float64(data)
         w_ols, b_ols = analysis.least_squares(data64.X, data64.y, cfg.model.fit_intercept)
         return w_ols, b_ols, float(mean_loss(affine(data64.X, w_ols, b_ols), data64.y, cfg.model.loss).mean())
 
-    return data.memo(("least_squares", cfg.model.fit_intercept, cfg.model.loss), fit)
+    return data64.memo(("least_squares", cfg.model.fit_intercept, cfg.model.loss), fit)
 
 
 def tuned(cfg: RunConfig, data: Dataset) -> RunConfig:

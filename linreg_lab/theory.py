@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -205,7 +206,7 @@ def summarize(pr: Problem, mom: Moments, d: int) -> dict[str, float]:
 GRID_CHUNK = 16  # replicates per pass of a grid search: their (chunk, G, p) arrays stay small (no page faults)
 
 
-def prediction_mse(pr: Problem, terms) -> torch.Tensor:
+def prediction_mse(pr: Problem, terms: Callable[[slice], tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """Expected test error less the noise, mean over replicates, at each of G grid points; returns (G,).
     `terms(rows)` gives, for the replicates `rows` (a slice), the mean's eigen-coordinates coef (r, G, p) and the
     variances var_coef (r, G, p) along the eigenvectors (in units of sigma^2). The replicates are taken
