@@ -43,6 +43,8 @@ def test_bench_quick_mode_produces_every_row(tmp_path: Path) -> None:
     big = rows["5"]  # projected through two commands of 52 and 100 jobs: a line whose slope is a job's pace
     assert 0 < big["seconds_52"] and 0 < big["seconds_100"]
     assert big["harness"] == pytest.approx(big["seconds_100"] + 900 * big["per_job_s"])
+    floor = [r for r in result["rows"] if "MLflow's fewest calls for its" in r["row"]]  # row 5's store's floor
+    assert len(floor) == 1 and floor[0]["runs"] == 100 and floor[0]["harness"] > 0
     assert rows["9"]["reference"] > 0  # MLflow's own client, writing the same rows, measured beside ours
     from linreg_lab import curves  # a job's histories are thinned: at most their caps beside its final values
 
