@@ -213,9 +213,9 @@ def harness_jobs(overrides: list[str], count: int, uri: str) -> list[dict[str, f
     return results
 
 
-def held_rows(client, run) -> tuple[dict[str, str], list, list]:
-    """A run's rows as MLflow holds them: its tags (not MLflow's own), its params, every point of its metrics (each
-    of contract.HISTORIES whole, any other metric its one point at step 0)."""
+def held_rows(client, run) -> tuple[str, dict[str, str], list, list]:
+    """A run's rows as MLflow holds them: its name, its tags (not MLflow's own), its params, every point of its
+    metrics (each of contract.HISTORIES whole, any other metric its one point at step 0)."""
     from mlflow.entities import Metric, Param
 
     metrics = []
@@ -225,17 +225,20 @@ def held_rows(client, run) -> tuple[dict[str, str], list, list]:
         else:
             metrics.append(Metric(key, value, run.info.end_time or 0, 0))
     tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
-    return tags, [Param(k, v) for k, v in run.data.params.items()], metrics
+    return run.info.run_name, tags, [Param(k, v) for k, v in run.data.params.items()], metrics
 
 
-def write_fewest(client, exp_id: str, tags: dict[str, str], params: list, metrics: list) -> float:
+def write_fewest(client, exp_id: str, name: str, tags: dict[str, str], params: list, metrics: list) -> float:
     """Seconds MLflow's own client takes to write these rows as a new run in the fewest calls its API allows:
-    create_run with the tags, log_batch calls of at most 1000 entities (100 params), set_terminated."""
+    create_run with the name and tags, log_batch calls within MLflow's limits (tracking.ENTITIES_PER_CALL,
+    PARAMS_PER_CALL), set_terminated."""
+    from linreg_lab.tracking import ENTITIES_PER_CALL, PARAMS_PER_CALL
+
     start = time.perf_counter()
-    run_id = client.create_run(exp_id, tags=tags).info.run_id
+    run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id
     while params or metrics:
-        part, params = params[:100], params[100:]
-        take = 1000 - len(part)
+        part, params = params[:PARAMS_PER_CALL], params[PARAMS_PER_CALL:]
+        take = ENTITIES_PER_CALL - len(part)
         client.log_batch(run_id, metrics=metrics[:take], params=part)
         metrics = metrics[take:]
     client.set_terminated(run_id, "FINISHED")
@@ -247,8 +250,8 @@ def write_share(uri: str, exp_id: str, held: list) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    for tags, params, metrics in held:
-        write_fewest(client, exp_id, tags, params, metrics)
+    for rows in held:
+        write_fewest(client, exp_id, *rows)
 
 
 def mlflow_floor_sweep(source_uri: str, folder: Path, workers: int = 2) -> tuple[float, int]:
@@ -292,10 +295,10 @@ def rows_job(repeats: int, ref: list[dict[str, float]], uri: str) -> list[dict]:
     floor_exp = own.create_experiment(f"floor-{time.time_ns()}")
     floors, histories, points, finals = [], [], [], []
     for run in runs[1:]:  # each run's rows twice in a row, whole then without its histories: a paired difference
-        tags, params, metrics = held_rows(client, run)
+        name, tags, params, metrics = held_rows(client, run)
         ends = [m for m in metrics if m.key not in contract.HISTORIES]
-        floors.append(write_fewest(own, floor_exp, tags, params, metrics))
-        histories.append(floors[-1] - write_fewest(own, floor_exp, tags, params, ends))
+        floors.append(write_fewest(own, floor_exp, name, tags, params, metrics))
+        histories.append(floors[-1] - write_fewest(own, floor_exp, name, tags, params, ends))
         points.append(len(metrics))
         finals.append(len(ends))
     floor_s = statistics.median(floors)
